@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: MIT
+// The extension module gatecell._core: error translation and the shared configuration type.
+
+#include "common.hpp"
+
+namespace py = pybind11;
+using namespace gatecell;
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "gatecell C++ core: recurrent network kernels (use the gatecell package, not this module)";
+  m.attr("__version__") = GATECELL_VERSION;
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const TypeError_& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const std::bad_alloc&) {
+      PyErr_SetString(PyExc_MemoryError, "gatecell: out of memory");
+    } catch (const std::length_error& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
+    }
+  });
+
+  py::enum_<CellKind>(m, "CellKind")
+      .value("rnn_tanh", CellKind::rnn_tanh)
+      .value("rnn_relu", CellKind::rnn_relu)
+      .value("lstm", CellKind::lstm)
+      .value("gru", CellKind::gru);
+
+  py::class_<NetworkConfig>(m, "NetworkConfig")
+      .def(py::init<>())
+      .def_readwrite("kind", &NetworkConfig::kind)
+      .def_readwrite("input_size", &NetworkConfig::input_size)
+      .def_readwrite("hidden_size", &NetworkConfig::hidden_size)
+      .def_readwrite("proj_size", &NetworkConfig::proj_size)
+      .def_readwrite("num_layers", &NetworkConfig::num_layers)
+      .def_readwrite("bidirectional", &NetworkConfig::bidirectional)
+      .def_readwrite("bias", &NetworkConfig::bias)
+      .def_readwrite("linear_before_reset", &NetworkConfig::linear_before_reset)
+      .def_readwrite("dropout", &NetworkConfig::dropout)
+      .def("validate", &NetworkConfig::validate);
+
+  bindings::bind_network(m);
+}

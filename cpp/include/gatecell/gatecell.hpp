@@ -1,0 +1,6 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Everything a C++ application needs: configuration, shapes and the sequence kernels.
+
+#include "gatecell/network.hpp"
+#include "gatecell/shapes.hpp"

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Multi-layer, optionally bidirectional RNN/LSTM/GRU over whole sequences: forward and BPTT.
+
+#include <cstdint>
+#include <vector>
+
+#include "gatecell/shapes.hpp"
+
+namespace gatecell {
+
+// Activations one direction of one layer saved in training mode; rows follow the sequence
+// layout of the input (time-major or batch-first), one row per (t, n).
+template <typename Scalar>
+struct LayerCache {
+  std::vector<Scalar> gates;   // [rows, G*H] activated gates: RNN h; LSTM i f g o; GRU r z n
+  std::vector<Scalar> h_prev;  // [rows, Hout] state entering each step
+  std::vector<Scalar> c_prev;  // [rows, H] LSTM cell state entering each step
+  std::vector<Scalar> c;       // [rows, H] LSTM cell state leaving each step
+  std::vector<Scalar> m;       // [rows, H] LSTM o*tanh(c) before the projection (proj_size > 0)
+  std::vector<Scalar> hn;      // [rows, H] GRU, linear-before-reset: W_hn h_prev + b_hn
+  std::vector<Scalar> rh;      // [rows, H] GRU, original form: r * h_prev
+};
+
+// Everything network_backward needs from the forward call that filled it.
+template <typename Scalar>
+struct NetworkCache {
+  NetworkConfig config;
+  SequenceShape shape;
+  std::vector<index_t> lengths;               // empty: every sequence has all steps
+  std::vector<LayerCache<Scalar>> layers;     // index layer * directions + direction
+  std::vector<std::vector<Scalar>> inputs;    // [L-1] inputs of layers 1.., after dropout
+  std::vector<std::vector<Scalar>> masks;     // [L-1] dropout masks (0 or 1/(1-p)); empty if none
+  bool filled = false;
+};
+
+// Runs the network over a batch of sequences.
+//   config:  the network; weights: [L*D] per (layer, direction), index layer*D + direction
+//   shape:   steps T, batch N, layout of x and y
+//   x:       [T,N,I] or [N,T,I] (batch_first)
+//   lengths: [N] valid steps per sequence, each in [0, T], or null for all T
+//   h0, c0:  [L*D, N, Hout], [L*D, N, H] initial states, or null for zeros (c0: LSTM only)
+//   y:       out [T,N,D*Hout] or [N,T,D*Hout]; zero past each sequence's length
+//   h_n, c_n: out final states, shapes of h0 and c0 (c_n: LSTM only, may be null otherwise)
+//   cache:   null for inference (nothing saved), else filled for network_backward
+//   dropout_seed: seeds the inter-layer dropout masks (training only)
+template <typename Scalar>
+void network_forward(const NetworkConfig& config, const std::vector<LayerWeights<Scalar>>& weights,
+                     const SequenceShape& shape, const Scalar* x, const index_t* lengths,
+                     const Scalar* h0, const Scalar* c0, Scalar* y, Scalar* h_n, Scalar* c_n,
+                     NetworkCache<Scalar>* cache, std::uint64_t dropout_seed);
+
+// Backpropagation through time for the forward call that filled `cache`.
+//   weights, x: exactly those given to network_forward
+//   grads:   [L*D] gradient buffers; parameter gradients are added (+=)
+//   dy:      [T,N,D*Hout] (layout of x) gradient of y, or null for zero
+//   dh_n, dc_n: gradients of the final states, or null for zero
+//   dx:      out, shape of x (overwritten); dh0, dc0: out, shapes of h0, c0 (overwritten)
+template <typename Scalar>
+void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
+                      const std::vector<LayerGrads<Scalar>>& grads, const Scalar* x,
+                      const NetworkCache<Scalar>& cache, const Scalar* dy, const Scalar* dh_n,
+                      const Scalar* dc_n, Scalar* dx, Scalar* dh0, Scalar* dc0);
+
+}  // namespace gatecell

@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: MIT
+// GRU over one direction of one layer, in both published forms, forward and backward through time.
+//
+// (G1) [x_r, x_z, x_n] = x W_ih^T + b_ih
+// (G2) r = σ(x_r + h_prev W_hr^T + b_hr)      z = σ(x_z + h_prev W_hz^T + b_hz)
+// (G3) linear before reset (PyTorch, cuDNN, ONNX linear_before_reset=1):
+//        hn = h_prev W_hn^T + b_hn,           n = tanh(x_n + r * hn)
+// (G4) original (Cho et al. 2014, Keras reset_after=False, ONNX linear_before_reset=0):
+//        rh = r * h_prev,                     n = tanh(x_n + rh W_hn^T + b_hn)
+// (G5) h = (1 - z) * n + z * h_prev
+// A step past a sequence's length leaves h unchanged and outputs zero.
+
+#include <algorithm>
+#include <cmath>
+
+#include "detail/activations.hpp"
+#include "detail/direction.hpp"
+
+namespace gatecell::detail {
+
+template <typename Scalar>
+void gru_direction_forward(const DirectionForward<Scalar>& a) {
+  const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps, G = 3 * H;
+  const bool lbr = a.config->linear_before_reset;
+  LayerCache<Scalar>* cache = a.cache;
+
+  std::vector<Scalar> scratch;
+  Scalar* gates_data;
+  if (cache != nullptr) {
+    cache->gates.resize(a.lay.rows() * G);
+    cache->h_prev.resize(a.lay.rows() * H);
+    (lbr ? cache->hn : cache->rh).resize(a.lay.rows() * H);
+    gates_data = cache->gates.data();
+  } else {
+    scratch.resize(a.lay.rows() * G);
+    gates_data = scratch.data();
+  }
+  const Seq<Scalar> gates{gates_data, G, G};
+  input_projection(a, G, gates.all(a.lay));  // (G1)
+
+  std::vector<Scalar> h, hp(N * G), rh(lbr ? 0 : N * H, Scalar(0));
+  load_state(a.h0, N * H, h);
+  auto w_hh = matrix(a.w.w_hh, G, H);
+  MatrixMap<Scalar> hp_map{hp.data(), N, G, Eigen::OuterStride<>(G)};
+
+  for (index_t k = 0; k < T; ++k) {
+    const index_t t = a.step_at(k);
+    if (cache != nullptr) Seq<Scalar>{cache->h_prev.data(), H, H}.step(a.lay, t) = matrix(h.data(), N, H);
+    auto h_map = matrix(h.data(), N, H);
+
+    if (lbr) {
+      hp_map.noalias() = h_map * w_hh.transpose();  // (G2), (G3) recurrent products in one GEMM
+      if (a.w.b_hh != nullptr) hp_map.rowwise() += ConstVectorMap<Scalar>(a.w.b_hh, G);
+    } else {
+      hp_map.leftCols(2 * H).noalias() = h_map * w_hh.topRows(2 * H).transpose();  // (G2)
+      if (a.w.b_hh != nullptr)
+        hp_map.leftCols(2 * H).rowwise() += ConstVectorMap<Scalar>(a.w.b_hh, 2 * H);
+#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
+      for (index_t n = 0; n < N; ++n) {
+        if (!a.active(t, n)) continue;
+        Scalar* gate = gates.at(a.lay, t, n);
+        const Scalar* p = hp.data() + n * G;
+        const Scalar* h_row = h.data() + n * H;
+        for (index_t j = 0; j < H; ++j) {
+          const Scalar r = sigmoid(gate[j] + p[j]);  // (G2)
+          gate[j] = r;
+          rh[n * H + j] = r * h_row[j];               // (G4)
+        }
+      }
+      // (G4) the second recurrent product needs r first.
+      hp_map.rightCols(H).noalias() = matrix(rh.data(), N, H) * w_hh.bottomRows(H).transpose();
+      if (a.w.b_hh != nullptr) hp_map.rightCols(H).rowwise() += ConstVectorMap<Scalar>(a.w.b_hh + 2 * H, H);
+      if (cache != nullptr) Seq<Scalar>{cache->rh.data(), H, H}.step(a.lay, t) = matrix(rh.data(), N, H);
+    }
+
+#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
+    for (index_t n = 0; n < N; ++n) {
+      Scalar* y = a.y.at(a.lay, t, n);
+      if (!a.active(t, n)) {
+        std::fill(y, y + H, Scalar(0));
+        continue;  // h keeps its value
+      }
+      Scalar* gate = gates.at(a.lay, t, n);
+      const Scalar* p = hp.data() + n * G;
+      Scalar* h_row = h.data() + n * H;
+      Scalar* hn_out = (cache != nullptr && lbr) ? cache->hn.data() + a.lay.row(t, n) * H : nullptr;
+      for (index_t j = 0; j < H; ++j) {
+        const Scalar r = lbr ? sigmoid(gate[j] + p[j]) : gate[j];  // (G2)
+        const Scalar z = sigmoid(gate[H + j] + p[H + j]);
+        const Scalar n_ = lbr ? std::tanh(gate[2 * H + j] + r * p[2 * H + j])  // (G3)
+                              : std::tanh(gate[2 * H + j] + p[2 * H + j]);     // (G4)
+        const Scalar h_new = (Scalar(1) - z) * n_ + z * h_row[j];            // (G5)
+        gate[j] = r; gate[H + j] = z; gate[2 * H + j] = n_;
+        if (hn_out != nullptr) hn_out[j] = p[2 * H + j];
+        h_row[j] = h_new;
+        y[j] = h_new;
+      }
+    }
+  }
+  std::copy(h.begin(), h.end(), a.h_n);
+}
+
+template <typename Scalar>
+void gru_direction_backward(const DirectionBackward<Scalar>& a) {
+  const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps, G = 3 * H;
+  const bool lbr = a.config->linear_before_reset;
+  const LayerCache<Scalar>& cache = *a.cache;
+  const Seq<const Scalar> gates{cache.gates.data(), G, G};
+  const Seq<const Scalar> h_prev_seq{cache.h_prev.data(), H, H};
+
+  // da: gradient of the input-side pre-activations [x_r, x_z, x_n] (G1). With linear before
+  // reset, the recurrent side's differs in the n block (r * da_n), so it gets its own buffer.
+  std::vector<Scalar> da(a.lay.rows() * G, Scalar(0)), da_h(lbr ? a.lay.rows() * G : 0, Scalar(0));
+  std::vector<Scalar> dh, dh_direct(N * H), dh_next(N * H), drh(lbr ? 0 : N * H);
+  load_state(a.dh_n, N * H, dh);
+  const Seq<Scalar> da_seq{da.data(), G, G}, da_h_seq{da_h.data(), G, G};
+  auto w_hh = matrix(a.w.w_hh, G, H);
+
+  for (index_t k = T - 1; k >= 0; --k) {
+    const index_t t = a.step_at(k);
+#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
+    for (index_t n = 0; n < N; ++n) {
+      if (!a.active(t, n)) continue;
+      const Scalar* gate = gates.at(a.lay, t, n);
+      const Scalar* h_prev = h_prev_seq.at(a.lay, t, n);
+      const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
+      const Scalar* hn = lbr ? cache.hn.data() + a.lay.row(t, n) * H : nullptr;
+      Scalar* d = da_seq.at(a.lay, t, n);
+      Scalar* d_h = lbr ? da_h_seq.at(a.lay, t, n) : nullptr;
+      for (index_t j = 0; j < H; ++j) {
+        const Scalar r = gate[j], z = gate[H + j], n_ = gate[2 * H + j];
+        const Scalar dh_j = dh[n * H + j] + (dy != nullptr ? dy[j] : Scalar(0));
+        const Scalar dn = dh_j * (Scalar(1) - z);                  // (G5)
+        const Scalar dz = dh_j * (h_prev[j] - n_);
+        dh_direct[n * H + j] = dh_j * z;
+        const Scalar da_n = dn * (Scalar(1) - n_ * n_);            // (G3), (G4)
+        d[H + j] = dz * z * (Scalar(1) - z);                       // (G2)
+        d[2 * H + j] = da_n;
+        if (lbr) {
+          const Scalar dr = da_n * hn[j];                          // (G3)
+          d[j] = dr * r * (Scalar(1) - r);                         // (G2)
+          d_h[j] = d[j]; d_h[H + j] = d[H + j]; d_h[2 * H + j] = da_n * r;
+        }
+      }
+    }
+
+    auto dh_next_map = matrix(dh_next.data(), N, H);
+    if (lbr) {
+      dh_next_map.noalias() = da_h_seq.step(a.lay, t) * w_hh;
+    } else {
+      // (G4) d(rh) = da_n W_hn, then r's gradient and rh's share of dh_prev.
+      matrix(drh.data(), N, H).noalias() = da_seq.step(a.lay, t).rightCols(H) * w_hh.bottomRows(H);
+#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
+      for (index_t n = 0; n < N; ++n) {
+        if (!a.active(t, n)) continue;
+        const Scalar* gate = gates.at(a.lay, t, n);
+        const Scalar* h_prev = h_prev_seq.at(a.lay, t, n);
+        Scalar* d = da_seq.at(a.lay, t, n);
+        for (index_t j = 0; j < H; ++j) {
+          const Scalar r = gate[j], drh_j = drh[n * H + j];
+          d[j] = drh_j * h_prev[j] * r * (Scalar(1) - r);         // (G2)
+          dh_direct[n * H + j] += drh_j * r;
+        }
+      }
+      dh_next_map.noalias() = da_seq.step(a.lay, t).leftCols(2 * H) * w_hh.topRows(2 * H);
+    }
+    for (index_t n = 0; n < N; ++n) {
+      if (!a.active(t, n)) continue;
+      for (index_t j = 0; j < H; ++j) dh[n * H + j] = dh_next[n * H + j] + dh_direct[n * H + j];
+    }
+  }
+
+  const Seq<const Scalar> da_c{da.data(), G, G};
+  auto da_all = da_c.all(a.lay);
+  input_side_gradients(a, G, da_all);
+  auto dw_hh = matrix(a.g.w_hh, G, H);
+  if (lbr) {
+    const Seq<const Scalar> da_h_c{da_h.data(), G, G};
+    auto da_h_all = da_h_c.all(a.lay);
+    dw_hh.noalias() += da_h_all.transpose() * h_prev_seq.all(a.lay);
+    if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, G).noalias() += da_h_all.colwise().sum();
+  } else {
+    const Seq<const Scalar> rh_seq{cache.rh.data(), H, H};
+    dw_hh.topRows(2 * H).noalias() += da_all.leftCols(2 * H).transpose() * h_prev_seq.all(a.lay);
+    dw_hh.bottomRows(H).noalias() += da_all.rightCols(H).transpose() * rh_seq.all(a.lay);
+    if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, G).noalias() += da_all.colwise().sum();
+  }
+  std::copy(dh.begin(), dh.end(), a.dh0);
+}
+
+template void gru_direction_forward<float>(const DirectionForward<float>&);
+template void gru_direction_forward<double>(const DirectionForward<double>&);
+template void gru_direction_backward<float>(const DirectionBackward<float>&);
+template void gru_direction_backward<double>(const DirectionBackward<double>&);
+
+}  // namespace gatecell::detail

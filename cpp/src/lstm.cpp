@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+// LSTM over one direction of one layer, forward and backward through time.
+//
+// (L1) a = x W_ih^T + b_ih + h_prev W_hh^T + b_hh,   a = [a_i, a_f, a_g, a_o]
+// (L2) i = σ(a_i)  f = σ(a_f)  g = tanh(a_g)  o = σ(a_o)
+// (L3) c = f * c_prev + i * g
+// (L4) m = o * tanh(c)
+// (L5) h = m, or h = m W_hr^T with a projection (proj_size > 0)
+// A step past a sequence's length leaves h and c unchanged and outputs zero.
+
+#include <algorithm>
+#include <cmath>
+
+#include "detail/activations.hpp"
+#include "detail/direction.hpp"
+
+namespace gatecell::detail {
+
+template <typename Scalar>
+void lstm_direction_forward(const DirectionForward<Scalar>& a) {
+  const index_t H = a.config->hidden_size, P = a.config->output_size(), N = a.lay.batch;
+  const index_t T = a.lay.steps, G = 4 * H;
+  const bool proj = a.config->proj_size > 0;
+  LayerCache<Scalar>* cache = a.cache;
+
+  // Training keeps the activated gates in the cache; inference overwrites a scratch buffer.
+  std::vector<Scalar> scratch;
+  Scalar* gates_data;
+  if (cache != nullptr) {
+    cache->gates.resize(a.lay.rows() * G);
+    cache->h_prev.resize(a.lay.rows() * P);
+    cache->c_prev.resize(a.lay.rows() * H);
+    cache->c.resize(a.lay.rows() * H);
+    if (proj) cache->m.resize(a.lay.rows() * H);
+    gates_data = cache->gates.data();
+  } else {
+    scratch.resize(a.lay.rows() * G);
+    gates_data = scratch.data();
+  }
+  const Seq<Scalar> gates{gates_data, G, G};
+  input_projection(a, G, gates.all(a.lay));  // (L1), input half
+
+  std::vector<Scalar> h, h_next(N * P), c, c_next(N * H), hp(N * G), m(proj ? N * H : 0);
+  load_state(a.h0, N * P, h);
+  load_state(a.c0, N * H, c);
+  auto w_hh = matrix(a.w.w_hh, G, P);
+
+  for (index_t k = 0; k < T; ++k) {
+    const index_t t = a.step_at(k);
+    if (cache != nullptr) {
+      Seq<Scalar>{cache->h_prev.data(), P, P}.step(a.lay, t) = matrix(h.data(), N, P);
+      Seq<Scalar>{cache->c_prev.data(), H, H}.step(a.lay, t) = matrix(c.data(), N, H);
+    }
+    auto hp_map = matrix(hp.data(), N, G);
+    hp_map.noalias() = matrix(h.data(), N, P) * w_hh.transpose();  // (L1), recurrent half
+    if (a.w.b_hh != nullptr) hp_map.rowwise() += ConstVectorMap<Scalar>(a.w.b_hh, G);
+
+#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
+    for (index_t n = 0; n < N; ++n) {
+      Scalar* y = a.y.at(a.lay, t, n);
+      const Scalar* c_prev = c.data() + n * H;
+      Scalar* c_out = c_next.data() + n * H;
+      if (!a.active(t, n)) {
+        std::fill(y, y + P, Scalar(0));
+        std::copy(c_prev, c_prev + H, c_out);
+        std::copy(h.data() + n * P, h.data() + (n + 1) * P, h_next.data() + n * P);
+        continue;
+      }
+      Scalar* gate = gates.at(a.lay, t, n);
+      const Scalar* r = hp.data() + n * G;
+      Scalar* m_out = proj ? m.data() + n * H : h_next.data() + n * P;
+      for (index_t j = 0; j < H; ++j) {
+        const Scalar i = sigmoid(gate[j] + r[j]);                      // (L2)
+        const Scalar f = sigmoid(gate[H + j] + r[H + j]);
+        const Scalar g = std::tanh(gate[2 * H + j] + r[2 * H + j]);
+        const Scalar o = sigmoid(gate[3 * H + j] + r[3 * H + j]);
+        const Scalar c_new = f * c_prev[j] + i * g;                    // (L3)
+        m_out[j] = o * std::tanh(c_new);                               // (L4)
+        c_out[j] = c_new;
+        gate[j] = i; gate[H + j] = f; gate[2 * H + j] = g; gate[3 * H + j] = o;
+      }
+      if (!proj) std::copy(m_out, m_out + H, y);
+    }
+
+    if (proj) {
+      // (L5) one GEMM for the whole batch; rows of finished sequences are restored below.
+      matrix(h_next.data(), N, P).noalias() =
+          matrix(m.data(), N, H) * matrix(a.w.w_hr, P, H).transpose();
+      for (index_t n = 0; n < N; ++n) {
+        Scalar* h_row = h_next.data() + n * P;
+        if (a.active(t, n)) {
+          std::copy(h_row, h_row + P, a.y.at(a.lay, t, n));
+          if (cache != nullptr)
+            std::copy(m.data() + n * H, m.data() + (n + 1) * H,
+                      cache->m.data() + a.lay.row(t, n) * H);
+        } else {
+          std::copy(h.data() + n * P, h.data() + (n + 1) * P, h_row);
+        }
+      }
+    }
+    if (cache != nullptr) Seq<Scalar>{cache->c.data(), H, H}.step(a.lay, t) = matrix(c_next.data(), N, H);
+    h.swap(h_next);
+    c.swap(c_next);
+  }
+  std::copy(h.begin(), h.end(), a.h_n);
+  if (a.c_n != nullptr) std::copy(c.begin(), c.end(), a.c_n);
+}
+
+template <typename Scalar>
+void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
+  const index_t H = a.config->hidden_size, P = a.config->output_size(), N = a.lay.batch;
+  const index_t T = a.lay.steps, G = 4 * H;
+  const bool proj = a.config->proj_size > 0;
+  const LayerCache<Scalar>& cache = *a.cache;
+  const Seq<const Scalar> gates{cache.gates.data(), G, G};
+  const Seq<const Scalar> c_seq{cache.c.data(), H, H}, c_prev_seq{cache.c_prev.data(), H, H};
+
+  std::vector<Scalar> da(a.lay.rows() * G, Scalar(0));    // dL/da for every step, row order of x
+  std::vector<Scalar> dh_seq(proj ? a.lay.rows() * P : 0, Scalar(0));  // dL/dh per step (for dW_hr)
+  std::vector<Scalar> dh, dc, dh_next(N * P), dm(proj ? N * H : 0);
+  load_state(a.dh_n, N * P, dh);
+  load_state(a.dc_n, N * H, dc);
+  const Seq<Scalar> da_seq{da.data(), G, G};
+  auto w_hh = matrix(a.w.w_hh, G, P);
+
+  for (index_t k = T - 1; k >= 0; --k) {
+    const index_t t = a.step_at(k);
+    if (proj) {
+      // (L5) dm = dh W_hr, after adding this step's output gradient.
+      for (index_t n = 0; n < N; ++n) {
+        if (!a.active(t, n)) continue;
+        Scalar* dh_row = dh.data() + n * P;
+        if (a.dy.data != nullptr) {
+          const Scalar* dy = a.dy.at(a.lay, t, n);
+          for (index_t j = 0; j < P; ++j) dh_row[j] += dy[j];
+        }
+        std::copy(dh_row, dh_row + P, dh_seq.data() + a.lay.row(t, n) * P);
+      }
+      matrix(dm.data(), N, H).noalias() = matrix(dh.data(), N, P) * matrix(a.w.w_hr, P, H);
+    }
+
+#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
+    for (index_t n = 0; n < N; ++n) {
+      if (!a.active(t, n)) continue;  // da stays zero: the step did nothing
+      const Scalar* gate = gates.at(a.lay, t, n);
+      const Scalar* c = c_seq.at(a.lay, t, n);
+      const Scalar* c_prev = c_prev_seq.at(a.lay, t, n);
+      const Scalar* dy = (proj || a.dy.data == nullptr) ? nullptr : a.dy.at(a.lay, t, n);
+      const Scalar* dm_row = proj ? dm.data() + n * H : dh.data() + n * P;
+      Scalar* dc_row = dc.data() + n * H;
+      Scalar* d = da_seq.at(a.lay, t, n);
+      for (index_t j = 0; j < H; ++j) {
+        const Scalar i = gate[j], f = gate[H + j], g = gate[2 * H + j], o = gate[3 * H + j];
+        const Scalar dm_j = dm_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
+        const Scalar tc = std::tanh(c[j]);
+        const Scalar do_ = dm_j * tc;                                  // (L4)
+        const Scalar dc_j = dc_row[j] + dm_j * o * (Scalar(1) - tc * tc);
+        const Scalar di = dc_j * g, df = dc_j * c_prev[j], dg = dc_j * i;  // (L3)
+        dc_row[j] = dc_j * f;
+        d[j] = di * i * (Scalar(1) - i);                               // (L2)
+        d[H + j] = df * f * (Scalar(1) - f);
+        d[2 * H + j] = dg * (Scalar(1) - g * g);
+        d[3 * H + j] = do_ * o * (Scalar(1) - o);
+      }
+    }
+
+    // (L1) dh_prev = da W_hh; sequences already finished keep carrying dh unchanged.
+    matrix(dh_next.data(), N, P).noalias() = da_seq.step(a.lay, t) * w_hh;
+    for (index_t n = 0; n < N; ++n) {
+      if (a.active(t, n))
+        std::copy(dh_next.data() + n * P, dh_next.data() + (n + 1) * P, dh.data() + n * P);
+    }
+  }
+
+  const Seq<const Scalar> da_c{da.data(), G, G};
+  auto da_all = da_c.all(a.lay);
+  input_side_gradients(a, G, da_all);
+  const Seq<const Scalar> h_prev{cache.h_prev.data(), P, P};
+  matrix(a.g.w_hh, G, P).noalias() += da_all.transpose() * h_prev.all(a.lay);
+  if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, G).noalias() += da_all.colwise().sum();
+  if (proj) {
+    const Seq<const Scalar> dh_c{dh_seq.data(), P, P}, m_seq{cache.m.data(), H, H};
+    matrix(a.g.w_hr, P, H).noalias() += dh_c.all(a.lay).transpose() * m_seq.all(a.lay);
+  }
+  std::copy(dh.begin(), dh.end(), a.dh0);
+  if (a.dc0 != nullptr) std::copy(dc.begin(), dc.end(), a.dc0);
+}
+
+template void lstm_direction_forward<float>(const DirectionForward<float>&);
+template void lstm_direction_forward<double>(const DirectionForward<double>&);
+template void lstm_direction_backward<float>(const DirectionBackward<float>&);
+template void lstm_direction_backward<double>(const DirectionBackward<double>&);
+
+}  // namespace gatecell::detail

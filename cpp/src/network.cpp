@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: MIT
+// Stacks directions and layers: bidirectional outputs side by side, inter-layer dropout, BPTT.
+
+#include <algorithm>
+#include <random>
+#include <string>
+
+#include "detail/direction.hpp"
+
+namespace gatecell {
+
+void NetworkConfig::validate() const {
+  auto fail = [](const std::string& what) { throw ShapeError(what); };
+  if (input_size <= 0) fail("input_size must be positive, got " + std::to_string(input_size));
+  if (hidden_size <= 0) fail("hidden_size must be positive, got " + std::to_string(hidden_size));
+  if (num_layers <= 0) fail("num_layers must be positive, got " + std::to_string(num_layers));
+  if (proj_size < 0) fail("proj_size must be >= 0, got " + std::to_string(proj_size));
+  if (proj_size > 0 && kind != CellKind::lstm) fail("proj_size is only supported by LSTM");
+  if (proj_size >= hidden_size && proj_size > 0)
+    fail("proj_size must be smaller than hidden_size (" + std::to_string(hidden_size) + "), got " +
+         std::to_string(proj_size));
+  if (!(dropout >= 0.0 && dropout <= 1.0)) fail("dropout must be in [0, 1], got " + std::to_string(dropout));
+}
+
+namespace {
+
+using detail::DirectionBackward;
+using detail::DirectionForward;
+using detail::Layout;
+using detail::Seq;
+
+template <typename Scalar>
+void run_forward(const DirectionForward<Scalar>& a) {
+  switch (a.config->kind) {
+    case CellKind::rnn_tanh:
+    case CellKind::rnn_relu: detail::rnn_direction_forward(a); break;
+    case CellKind::lstm: detail::lstm_direction_forward(a); break;
+    case CellKind::gru: detail::gru_direction_forward(a); break;
+  }
+}
+
+template <typename Scalar>
+void run_backward(const DirectionBackward<Scalar>& a) {
+  switch (a.config->kind) {
+    case CellKind::rnn_tanh:
+    case CellKind::rnn_relu: detail::rnn_direction_backward(a); break;
+    case CellKind::lstm: detail::lstm_direction_backward(a); break;
+    case CellKind::gru: detail::gru_direction_backward(a); break;
+  }
+}
+
+// Inverted dropout like torch's: keep with probability 1-p, scale kept values by 1/(1-p).
+template <typename Scalar>
+void make_mask(std::vector<Scalar>& mask, index_t size, double p, std::uint64_t seed) {
+  mask.resize(size);
+  if (p >= 1.0) {
+    std::fill(mask.begin(), mask.end(), Scalar(0));
+    return;
+  }
+  std::mt19937_64 rng(seed);
+  const Scalar scale = Scalar(1.0 / (1.0 - p));
+  for (auto& v : mask) {
+    // 53 random bits to a double in [0, 1): portable, unlike std::uniform_real_distribution.
+    const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53;
+    v = u >= p ? scale : Scalar(0);
+  }
+}
+
+void check_lengths(const index_t* lengths, const SequenceShape& shape) {
+  if (lengths == nullptr) return;
+  for (index_t n = 0; n < shape.batch; ++n) {
+    if (lengths[n] < 0 || lengths[n] > shape.steps)
+      throw ShapeError("lengths[" + std::to_string(n) + "] must be in [0, " + std::to_string(shape.steps) +
+                       "], got " + std::to_string(lengths[n]));
+  }
+}
+
+}  // namespace
+
+template <typename Scalar>
+void network_forward(const NetworkConfig& config, const std::vector<LayerWeights<Scalar>>& weights,
+                     const SequenceShape& shape, const Scalar* x, const index_t* lengths,
+                     const Scalar* h0, const Scalar* c0, Scalar* y, Scalar* h_n, Scalar* c_n,
+                     NetworkCache<Scalar>* cache, std::uint64_t dropout_seed) {
+  config.validate();
+  const index_t L = config.num_layers, D = config.directions();
+  const index_t H = config.hidden_size, P = config.output_size(), N = shape.batch;
+  if (static_cast<index_t>(weights.size()) != L * D)
+    throw ShapeError("weights: expected " + std::to_string(L * D) + " (layer, direction) entries, got " +
+                     std::to_string(weights.size()));
+  if (shape.steps < 0 || shape.batch < 0) throw ShapeError("steps and batch must be >= 0");
+  check_lengths(lengths, shape);
+  const Layout lay{shape.steps, shape.batch, shape.batch_first};
+  const index_t width = D * P;  // one layer's output row
+
+  if (cache != nullptr) {
+    cache->config = config;
+    cache->shape = shape;
+    cache->lengths.assign(lengths, lengths == nullptr ? lengths : lengths + N);
+    cache->layers.assign(L * D, LayerCache<Scalar>{});
+    cache->inputs.assign(L - 1, {});
+    cache->masks.assign(L - 1, {});
+    cache->filled = false;
+  }
+  const bool drop = cache != nullptr && config.dropout > 0.0 && L > 1;
+
+  std::vector<Scalar> out_buf, in_buf;  // inference: ping-pong between layers
+  Seq<const Scalar> input{x, config.input_size, config.input_size};
+  for (index_t l = 0; l < L; ++l) {
+    const bool last = l == L - 1;
+    Scalar* out;
+    if (last) {
+      out = y;
+    } else {
+      out_buf.assign(lay.rows() * width, Scalar(0));
+      out = out_buf.data();
+    }
+    for (index_t d = 0; d < D; ++d) {
+      const index_t ld = l * D + d;
+      DirectionForward<Scalar> a{&config,
+                                 lay,
+                                 lengths,
+                                 d == 1,
+                                 weights[ld],
+                                 input,
+                                 Seq<Scalar>{out + d * P, P, width},
+                                 h0 != nullptr ? h0 + ld * N * P : nullptr,
+                                 c0 != nullptr ? c0 + ld * N * H : nullptr,
+                                 h_n + ld * N * P,
+                                 c_n != nullptr ? c_n + ld * N * H : nullptr,
+                                 cache != nullptr ? &cache->layers[ld] : nullptr};
+      run_forward(a);
+    }
+    if (last) break;
+    if (cache != nullptr) {
+      if (drop) {
+        make_mask(cache->masks[l], lay.rows() * width, config.dropout,
+                  dropout_seed + 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(l + 1));
+        for (index_t k = 0; k < lay.rows() * width; ++k) out_buf[k] *= cache->masks[l][k];
+      }
+      cache->inputs[l].swap(out_buf);
+      input = Seq<const Scalar>{cache->inputs[l].data(), width, width};
+    } else {
+      in_buf.swap(out_buf);
+      input = Seq<const Scalar>{in_buf.data(), width, width};
+    }
+  }
+  if (cache != nullptr) cache->filled = true;
+}
+
+template <typename Scalar>
+void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
+                      const std::vector<LayerGrads<Scalar>>& grads, const Scalar* x,
+                      const NetworkCache<Scalar>& cache, const Scalar* dy, const Scalar* dh_n,
+                      const Scalar* dc_n, Scalar* dx, Scalar* dh0, Scalar* dc0) {
+  if (!cache.filled) throw ShapeError("backward needs a forward call in training mode first");
+  const NetworkConfig& config = cache.config;
+  const index_t L = config.num_layers, D = config.directions();
+  const index_t H = config.hidden_size, P = config.output_size(), N = cache.shape.batch;
+  if (static_cast<index_t>(weights.size()) != L * D || static_cast<index_t>(grads.size()) != L * D)
+    throw ShapeError("weights and grads: expected " + std::to_string(L * D) + " (layer, direction) entries");
+  const Layout lay{cache.shape.steps, cache.shape.batch, cache.shape.batch_first};
+  const index_t width = D * P;
+  const index_t* lengths = cache.lengths.empty() ? nullptr : cache.lengths.data();
+
+  std::vector<Scalar> dout_buf, dx_buf;
+  Seq<const Scalar> dout{dy, width, width};
+  for (index_t l = L - 1; l >= 0; --l) {
+    const index_t in = config.layer_input_size(l);
+    Scalar* dx_l;
+    if (l == 0) {
+      dx_l = dx;
+    } else {
+      dx_buf.resize(lay.rows() * in);
+      dx_l = dx_buf.data();
+    }
+    std::fill(dx_l, dx_l + lay.rows() * in, Scalar(0));
+    const Scalar* x_l = l == 0 ? x : cache.inputs[l - 1].data();
+    for (index_t d = 0; d < D; ++d) {
+      const index_t ld = l * D + d;
+      DirectionBackward<Scalar> a{&config,
+                                  lay,
+                                  lengths,
+                                  d == 1,
+                                  weights[ld],
+                                  grads[ld],
+                                  Seq<const Scalar>{x_l, in, in},
+                                  &cache.layers[ld],
+                                  Seq<const Scalar>{dout.data != nullptr ? dout.data + d * P : nullptr, P, width},
+                                  dh_n != nullptr ? dh_n + ld * N * P : nullptr,
+                                  dc_n != nullptr ? dc_n + ld * N * H : nullptr,
+                                  Seq<Scalar>{dx_l, in, in},
+                                  dh0 + ld * N * P,
+                                  dc0 != nullptr ? dc0 + ld * N * H : nullptr};
+      run_backward(a);
+    }
+    if (l > 0) {
+      // The gradient reaching layer l-1's output passes back through its dropout mask.
+      if (!cache.masks[l - 1].empty()) {
+        for (index_t k = 0; k < lay.rows() * in; ++k) dx_buf[k] *= cache.masks[l - 1][k];
+      }
+      dout_buf.swap(dx_buf);
+      dout = Seq<const Scalar>{dout_buf.data(), width, width};
+    }
+  }
+}
+
+template void network_forward<float>(const NetworkConfig&, const std::vector<LayerWeights<float>>&,
+                                     const SequenceShape&, const float*, const index_t*, const float*,
+                                     const float*, float*, float*, float*, NetworkCache<float>*,
+                                     std::uint64_t);
+template void network_forward<double>(const NetworkConfig&, const std::vector<LayerWeights<double>>&,
+                                      const SequenceShape&, const double*, const index_t*, const double*,
+                                      const double*, double*, double*, double*, NetworkCache<double>*,
+                                      std::uint64_t);
+template void network_backward<float>(const std::vector<LayerWeights<float>>&,
+                                      const std::vector<LayerGrads<float>>&, const float*,
+                                      const NetworkCache<float>&, const float*, const float*,
+                                      const float*, float*, float*, float*);
+template void network_backward<double>(const std::vector<LayerWeights<double>>&,
+                                       const std::vector<LayerGrads<double>>&, const double*,
+                                       const NetworkCache<double>&, const double*, const double*,
+                                       const double*, double*, double*, double*);
+
+}  // namespace gatecell

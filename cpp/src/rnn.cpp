@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: MIT
+// Vanilla (Elman) RNN over one direction of one layer, forward and backward through time.
+//
+// (R1) a = x W_ih^T + b_ih + h_prev W_hh^T + b_hh
+// (R2) h = tanh(a)  or  h = relu(a)
+// A step past a sequence's length leaves h unchanged and outputs zero.
+
+#include <algorithm>
+#include <cmath>
+
+#include "detail/activations.hpp"
+#include "detail/direction.hpp"
+
+namespace gatecell::detail {
+
+template <typename Scalar>
+void rnn_direction_forward(const DirectionForward<Scalar>& a) {
+  const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps;
+  const bool use_relu = a.config->kind == CellKind::rnn_relu;
+  LayerCache<Scalar>* cache = a.cache;
+
+  std::vector<Scalar> scratch;
+  Scalar* gates_data;
+  if (cache != nullptr) {
+    cache->gates.resize(a.lay.rows() * H);
+    cache->h_prev.resize(a.lay.rows() * H);
+    gates_data = cache->gates.data();
+  } else {
+    scratch.resize(a.lay.rows() * H);
+    gates_data = scratch.data();
+  }
+  const Seq<Scalar> gates{gates_data, H, H};  // holds a, then h, per step
+  input_projection(a, H, gates.all(a.lay));   // (R1), input half
+
+  std::vector<Scalar> h, hp(N * H);
+  load_state(a.h0, N * H, h);
+  auto w_hh = matrix(a.w.w_hh, H, H);
+
+  for (index_t k = 0; k < T; ++k) {
+    const index_t t = a.step_at(k);
+    if (cache != nullptr) Seq<Scalar>{cache->h_prev.data(), H, H}.step(a.lay, t) = matrix(h.data(), N, H);
+    auto hp_map = matrix(hp.data(), N, H);
+    hp_map.noalias() = matrix(h.data(), N, H) * w_hh.transpose();  // (R1), recurrent half
+    if (a.w.b_hh != nullptr) hp_map.rowwise() += ConstVectorMap<Scalar>(a.w.b_hh, H);
+
+#pragma omp parallel for schedule(static) if (N * H >= kParallelWork)
+    for (index_t n = 0; n < N; ++n) {
+      Scalar* y = a.y.at(a.lay, t, n);
+      if (!a.active(t, n)) {
+        std::fill(y, y + H, Scalar(0));
+        continue;  // h keeps its value
+      }
+      Scalar* gate = gates.at(a.lay, t, n);
+      const Scalar* r = hp.data() + n * H;
+      Scalar* h_row = h.data() + n * H;  // h_prev of this row was consumed by the GEMM above
+      for (index_t j = 0; j < H; ++j) {
+        const Scalar pre = gate[j] + r[j];
+        const Scalar h_new = use_relu ? relu(pre) : std::tanh(pre);  // (R2)
+        gate[j] = h_new;
+        h_row[j] = h_new;
+        y[j] = h_new;
+      }
+    }
+  }
+  std::copy(h.begin(), h.end(), a.h_n);
+}
+
+template <typename Scalar>
+void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
+  const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps;
+  const bool use_relu = a.config->kind == CellKind::rnn_relu;
+  const LayerCache<Scalar>& cache = *a.cache;
+  const Seq<const Scalar> gates{cache.gates.data(), H, H};
+
+  std::vector<Scalar> da(a.lay.rows() * H, Scalar(0));
+  std::vector<Scalar> dh, dh_next(N * H);
+  load_state(a.dh_n, N * H, dh);
+  const Seq<Scalar> da_seq{da.data(), H, H};
+  auto w_hh = matrix(a.w.w_hh, H, H);
+
+  for (index_t k = T - 1; k >= 0; --k) {
+    const index_t t = a.step_at(k);
+#pragma omp parallel for schedule(static) if (N * H >= kParallelWork)
+    for (index_t n = 0; n < N; ++n) {
+      if (!a.active(t, n)) continue;
+      const Scalar* h = gates.at(a.lay, t, n);
+      const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
+      const Scalar* dh_row = dh.data() + n * H;
+      Scalar* d = da_seq.at(a.lay, t, n);
+      for (index_t j = 0; j < H; ++j) {
+        const Scalar dh_j = dh_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
+        // (R2) derivative from the output: 1 - h^2 for tanh, [h > 0] for relu
+        d[j] = use_relu ? (h[j] > Scalar(0) ? dh_j : Scalar(0)) : dh_j * (Scalar(1) - h[j] * h[j]);
+      }
+    }
+    matrix(dh_next.data(), N, H).noalias() = da_seq.step(a.lay, t) * w_hh;  // (R1)
+    for (index_t n = 0; n < N; ++n) {
+      if (a.active(t, n))
+        std::copy(dh_next.data() + n * H, dh_next.data() + (n + 1) * H, dh.data() + n * H);
+    }
+  }
+
+  const Seq<const Scalar> da_c{da.data(), H, H};
+  auto da_all = da_c.all(a.lay);
+  input_side_gradients(a, H, da_all);
+  const Seq<const Scalar> h_prev{cache.h_prev.data(), H, H};
+  matrix(a.g.w_hh, H, H).noalias() += da_all.transpose() * h_prev.all(a.lay);
+  if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, H).noalias() += da_all.colwise().sum();
+  std::copy(dh.begin(), dh.end(), a.dh0);
+}
+
+template void rnn_direction_forward<float>(const DirectionForward<float>&);
+template void rnn_direction_forward<double>(const DirectionForward<double>&);
+template void rnn_direction_backward<float>(const DirectionBackward<float>&);
+template void rnn_direction_backward<double>(const DirectionBackward<double>&);
+
+}  // namespace gatecell::detail
