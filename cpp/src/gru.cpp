@@ -14,6 +14,7 @@
 #include <cmath>
 
 #include "detail/activations.hpp"
+#include "detail/cell_math.hpp"
 #include "detail/direction.hpp"
 
 namespace gatecell::detail {
@@ -61,11 +62,7 @@ void gru_direction_forward(const DirectionForward<Scalar>& a) {
         Scalar* gate = gates.at(a.lay, t, n);
         const Scalar* p = hp.data() + n * G;
         const Scalar* h_row = h.data() + n * H;
-        for (index_t j = 0; j < H; ++j) {
-          const Scalar r = sigmoid(gate[j] + p[j]);  // (G2)
-          gate[j] = r;
-          rh[n * H + j] = r * h_row[j];               // (G4)
-        }
+        gru_row_reset(gate, p, h_row, rh.data() + n * H, H);  // (G2), (G4)
       }
       // (G4) the second recurrent product needs r first.
       hp_map.rightCols(H).noalias() = matrix(rh.data(), N, H) * w_hh.bottomRows(H).transpose();
@@ -84,17 +81,9 @@ void gru_direction_forward(const DirectionForward<Scalar>& a) {
       const Scalar* p = hp.data() + n * G;
       Scalar* h_row = h.data() + n * H;
       Scalar* hn_out = (cache != nullptr && lbr) ? cache->hn.data() + a.lay.row(t, n) * H : nullptr;
-      for (index_t j = 0; j < H; ++j) {
-        const Scalar r = lbr ? sigmoid(gate[j] + p[j]) : gate[j];  // (G2)
-        const Scalar z = sigmoid(gate[H + j] + p[H + j]);
-        const Scalar n_ = lbr ? std::tanh(gate[2 * H + j] + r * p[2 * H + j])  // (G3)
-                              : std::tanh(gate[2 * H + j] + p[2 * H + j]);     // (G4)
-        const Scalar h_new = (Scalar(1) - z) * n_ + z * h_row[j];            // (G5)
-        gate[j] = r; gate[H + j] = z; gate[2 * H + j] = n_;
-        if (hn_out != nullptr) hn_out[j] = p[2 * H + j];
-        h_row[j] = h_new;
-        y[j] = h_new;
-      }
+      if (lbr) gru_row_forward_lbr(gate, p, h_row, hn_out, H);  // (G2), (G3), (G5)
+      else gru_row_forward_original(gate, p, h_row, H);           // (G2), (G4), (G5)
+      std::copy(h_row, h_row + H, y);
     }
   }
   std::copy(h.begin(), h.end(), a.h_n);

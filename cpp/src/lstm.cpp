@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "detail/activations.hpp"
+#include "detail/cell_math.hpp"
 #include "detail/direction.hpp"
 
 namespace gatecell::detail {
@@ -69,16 +70,7 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
       Scalar* gate = gates.at(a.lay, t, n);
       const Scalar* r = hp.data() + n * G;
       Scalar* m_out = proj ? m.data() + n * H : h_next.data() + n * P;
-      for (index_t j = 0; j < H; ++j) {
-        const Scalar i = sigmoid(gate[j] + r[j]);                      // (L2)
-        const Scalar f = sigmoid(gate[H + j] + r[H + j]);
-        const Scalar g = std::tanh(gate[2 * H + j] + r[2 * H + j]);
-        const Scalar o = sigmoid(gate[3 * H + j] + r[3 * H + j]);
-        const Scalar c_new = f * c_prev[j] + i * g;                    // (L3)
-        m_out[j] = o * std::tanh(c_new);                               // (L4)
-        c_out[j] = c_new;
-        gate[j] = i; gate[H + j] = f; gate[2 * H + j] = g; gate[3 * H + j] = o;
-      }
+      lstm_row_forward(gate, r, c_prev, c_out, m_out, H);  // (L2)-(L4)
       if (!proj) std::copy(m_out, m_out + H, y);
     }
 

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "detail/activations.hpp"
+#include "detail/cell_math.hpp"
 #include "detail/direction.hpp"
 
 namespace gatecell::detail {
@@ -53,13 +54,8 @@ void rnn_direction_forward(const DirectionForward<Scalar>& a) {
       Scalar* gate = gates.at(a.lay, t, n);
       const Scalar* r = hp.data() + n * H;
       Scalar* h_row = h.data() + n * H;  // h_prev of this row was consumed by the GEMM above
-      for (index_t j = 0; j < H; ++j) {
-        const Scalar pre = gate[j] + r[j];
-        const Scalar h_new = use_relu ? relu(pre) : std::tanh(pre);  // (R2)
-        gate[j] = h_new;
-        h_row[j] = h_new;
-        y[j] = h_new;
-      }
+      rnn_row_forward(gate, r, h_row, H, use_relu);  // (R2)
+      std::copy(h_row, h_row + H, y);
     }
   }
   std::copy(h.begin(), h.end(), a.h_n);

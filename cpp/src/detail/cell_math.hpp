@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The pointwise part of one time step for one batch row, shared by the sequence kernels and
+// the streaming step. Equation numbers refer to the headers of rnn.cpp, lstm.cpp and gru.cpp.
+// These are the functions a SIMD path specialises: each runs over H contiguous elements.
+
+#include <cmath>
+
+#include "detail/activations.hpp"
+#include "gatecell/shapes.hpp"
+
+namespace gatecell::detail {
+
+// (R2) h = act(a_x + a_h). gate: in a_x [H], out h [H]; hp: a_h [H]; h: out [H].
+template <typename Scalar>
+inline void rnn_row_forward(Scalar* gate, const Scalar* hp, Scalar* h, index_t H, bool use_relu) {
+  for (index_t j = 0; j < H; ++j) {
+    const Scalar pre = gate[j] + hp[j];
+    const Scalar h_new = use_relu ? relu(pre) : std::tanh(pre);
+    gate[j] = h_new;
+    h[j] = h_new;
+  }
+}
+
+// (L2)-(L4). gate: in x W_ih^T + b_ih [4H], out i f g o [4H]; hp: h_prev W_hh^T + b_hh [4H];
+// c_prev: [H]; c: out [H] (may alias c_prev); m: out o * tanh(c) [H].
+template <typename Scalar>
+inline void lstm_row_forward(Scalar* gate, const Scalar* hp, const Scalar* c_prev, Scalar* c, Scalar* m,
+                             index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Scalar i = sigmoid(gate[j] + hp[j]);                    // (L2)
+    const Scalar f = sigmoid(gate[H + j] + hp[H + j]);
+    const Scalar g = std::tanh(gate[2 * H + j] + hp[2 * H + j]);
+    const Scalar o = sigmoid(gate[3 * H + j] + hp[3 * H + j]);
+    const Scalar c_new = f * c_prev[j] + i * g;                   // (L3)
+    m[j] = o * std::tanh(c_new);                                  // (L4)
+    c[j] = c_new;
+    gate[j] = i; gate[H + j] = f; gate[2 * H + j] = g; gate[3 * H + j] = o;
+  }
+}
+
+// GRU, linear before reset: (G2), (G3), (G5). gate: in [x_r, x_z, x_n], out r z n [3H];
+// hp: h_prev W_hh^T + b_hh [3H]; h: in h_prev, out h [H]; hn: out W_hn h_prev + b_hn [H] or null.
+template <typename Scalar>
+inline void gru_row_forward_lbr(Scalar* gate, const Scalar* hp, Scalar* h, Scalar* hn, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Scalar r = sigmoid(gate[j] + hp[j]);                    // (G2)
+    const Scalar z = sigmoid(gate[H + j] + hp[H + j]);
+    const Scalar n = std::tanh(gate[2 * H + j] + r * hp[2 * H + j]);  // (G3)
+    h[j] = (Scalar(1) - z) * n + z * h[j];                        // (G5)
+    gate[j] = r; gate[H + j] = z; gate[2 * H + j] = n;
+    if (hn != nullptr) hn[j] = hp[2 * H + j];
+  }
+}
+
+// GRU, original form, first half: (G2) r and (G4) rh = r * h_prev.
+// gate: in x_r, out r (first H entries); hp: h_prev W_hr^T + b_hr [H]; h_prev: [H]; rh: out [H].
+template <typename Scalar>
+inline void gru_row_reset(Scalar* gate, const Scalar* hp, const Scalar* h_prev, Scalar* rh, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Scalar r = sigmoid(gate[j] + hp[j]);
+    gate[j] = r;
+    rh[j] = r * h_prev[j];
+  }
+}
+
+// GRU, original form, second half: (G2) z, (G4) n, (G5). gate: [r, x_z, x_n] in, r z n out;
+// hp: [unused, h_prev W_hz^T + b_hz, rh W_hn^T + b_hn] [3H]; h: in h_prev, out h [H].
+template <typename Scalar>
+inline void gru_row_forward_original(Scalar* gate, const Scalar* hp, Scalar* h, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Scalar z = sigmoid(gate[H + j] + hp[H + j]);
+    const Scalar n = std::tanh(gate[2 * H + j] + hp[2 * H + j]);
+    h[j] = (Scalar(1) - z) * n + z * h[j];
+    gate[H + j] = z; gate[2 * H + j] = n;
+  }
+}
+
+}  // namespace gatecell::detail
