@@ -9,6 +9,7 @@
 """
 
 from ._version import __version__
-from .layers import GRU, LSTM, RNN, GRUCell, Linear, LSTMCell, Module, RNNCell
+from .layers import GRU, LSTM, RNN, GRUCell, Linear, LSTMCell, Module, RNNCell, module_from_config
 
-__all__ = ["__version__", "Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear"]
+__all__ = ["__version__", "Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear",
+           "module_from_config"]

@@ -19,7 +19,8 @@ from . import _core
 from ._checks import (as_dtype, as_float_array, check_bool, check_float, check_int, shape_str,
                       to_numpy)
 
-__all__ = ["Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear"]
+__all__ = ["Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear", "MODULE_TYPES",
+           "module_from_config"]
 
 Array = np.ndarray
 LSTMState = Tuple[Array, Array]
@@ -92,6 +93,13 @@ class Module:
             arrays[k] = arr
         for k, arr in arrays.items():  # all checked before any is written
             self._params[k][...] = arr
+
+    def config(self) -> Dict[str, Any]:
+        """The constructor arguments that rebuild this module (JSON-able), with its class name as "type".
+
+        Checkpoints store this; ``module_from_config`` inverts it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no config()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
@@ -279,6 +287,22 @@ class _RecurrentBase(Module):
             dh0 = dh0.reshape(dh0.shape[0], dh0.shape[2])
             dc0 = None if dc0 is None else dc0.reshape(dc0.shape[0], dc0.shape[2])
         return dx, ((dh0, dc0) if self._kind == "lstm" else dh0)
+
+    def config(self) -> Dict[str, Any]:
+        cfg: Dict[str, Any] = {"type": type(self).__name__, "input_size": self.input_size,
+                               "hidden_size": self.hidden_size}
+        if not isinstance(self, _CellBase):
+            cfg.update(num_layers=self.num_layers, batch_first=self.batch_first, dropout=self.dropout,
+                       bidirectional=self.bidirectional)
+        cfg["bias"] = self.bias
+        if self._kind.startswith("rnn"):
+            cfg["nonlinearity"] = self.nonlinearity
+        if self._kind == "lstm" and not isinstance(self, _CellBase):
+            cfg["proj_size"] = self.proj_size
+        if self._kind == "gru":
+            cfg["linear_before_reset"] = self.linear_before_reset
+        cfg["dtype"] = self.dtype.name
+        return cfg
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -471,5 +495,23 @@ class Linear(Module):
             self._grads["bias"] += dy2.sum(axis=0)
         return dy @ self._params["weight"]
 
+    def config(self) -> Dict[str, Any]:
+        return {"type": "Linear", "in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias, "dtype": self.dtype.name}
+
     def __repr__(self) -> str:
         return f"Linear({self.in_features}, {self.out_features}, bias={self.bias}, dtype={self.dtype})"
+
+
+MODULE_TYPES: Dict[str, type] = {c.__name__: c for c in (RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell, Linear)}
+
+
+def module_from_config(config: Mapping[str, Any]) -> Module:
+    """Builds the module a ``config()`` dict describes (parameters freshly initialised)."""
+    if not isinstance(config, Mapping) or "type" not in config:
+        raise ValueError(f"config: expected a mapping with a 'type' entry, got {config!r}")
+    kwargs = dict(config)
+    name = kwargs.pop("type")
+    if name not in MODULE_TYPES:
+        raise ValueError(f"config: unknown module type {name!r}; known: {sorted(MODULE_TYPES)}")
+    return MODULE_TYPES[name](**kwargs)

@@ -223,3 +223,22 @@ def test_linear_against_torch():
 def test_repr_and_version():
     assert "LSTM(3, 4, num_layers=2" in repr(gc.LSTM(3, 4, num_layers=2))
     assert gc.__version__ == gc._core.__version__
+
+
+@pytest.mark.parametrize("module", [
+    gc.RNN(3, 4, num_layers=2, nonlinearity="relu", bias=False), gc.LSTM(3, 5, proj_size=2, batch_first=True),
+    gc.GRU(3, 4, bidirectional=True, linear_before_reset=False, dtype=np.float64), gc.RNNCell(3, 4),
+    gc.LSTMCell(3, 4, bias=False), gc.GRUCell(3, 4, linear_before_reset=False), gc.Linear(3, 2, bias=False)])
+def test_config_rebuilds_the_module(module):
+    import json
+    cfg = json.loads(json.dumps(module.config()))
+    twin = gc.module_from_config(cfg)
+    assert type(twin) is type(module) and twin.config() == module.config()
+    assert {k: v.shape for k, v in twin.parameters().items()} == {k: v.shape for k, v in module.parameters().items()}
+
+
+def test_module_from_config_errors():
+    with pytest.raises(ValueError, match="unknown module type 'Conv1d'"):
+        gc.module_from_config({"type": "Conv1d"})
+    with pytest.raises(ValueError, match="'type'"):
+        gc.module_from_config({"input_size": 3})
