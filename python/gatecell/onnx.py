@@ -371,7 +371,9 @@ def from_onnx(model: Any) -> List[Any]:
 
     Supported graph patterns: W, R and B are initializers, outputs of Constant nodes (attribute
     ``value``), or outputs of Identity nodes applied to either (any depth, in graph order) —
-    what torch.onnx.export writes with constant folding. A weight computed by any other node,
+    what torch.onnx.export writes, with either exporter (dynamo=False: one node per layer; the
+    default dynamo exporter writes LSTM and GRU nodes too, but unrolls torch.nn.RNN into
+    MatMul/Tanh nodes, which hold no RNN node to find). A weight computed by any other node,
     a reverse-only node (gatecell layers have no reverse-only direction) and the attributes that
     gc.onnx.lstm refuses (peepholes, clip, ...) raise NotImplementedError.
     """
@@ -404,7 +406,7 @@ def from_onnx(model: Any) -> List[Any]:
         if kind == "lstm" and names[7]:
             raise NotImplementedError(f"node {node.name!r}: P (peepholes) {_PENDING}")
         weights = {}
-        for k, name in enumerate(("W", "R", "B")):
+        for k, name in enumerate(("W", "R", "B"), start=1):
             if not names[k]:
                 weights[name] = None
             elif names[k] in known:
