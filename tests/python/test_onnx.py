@@ -128,3 +128,90 @@ def test_random_attributes_against_onnx_reference(seed):
     for name, g, e in zip(outputs, got, expected):
         record("onnx.reference random", dtype, assert_close(f"{op} {attrs} {name}", g, e, dtype))
     CASES["onnx.reference random"] += 1
+
+
+def _lstm_inputs(dtype=np.float32, D=1):
+    rng = np.random.default_rng(0)
+    T, N, I, H = 3, 2, 2, 3
+    return (rng.standard_normal((T, N, I)).astype(dtype), rng.standard_normal((D, 4 * H, I)).astype(dtype),
+            rng.standard_normal((D, 4 * H, H)).astype(dtype))
+
+
+@pytest.mark.parametrize("attribute,value,match", [
+    ("activations", ["HardSigmoid", "Tanh", "Tanh"], "activations"),
+    ("activations", ["Sigmoid", "Relu", "Tanh"], "activations"),
+    ("activation_alpha", [0.5], "activation_alpha"),
+    ("activation_beta", [0.1], "activation_beta"),
+    ("clip", 3.0, "clip"),
+    ("input_forget", 1, "input_forget"),
+    ("P", np.zeros((1, 9), np.float32), "P"),
+])
+def test_what_the_core_cannot_run_is_refused(attribute, value, match):
+    X, W, R = _lstm_inputs()
+    with pytest.raises(NotImplementedError, match=match):
+        gc.onnx.lstm(X, W, R, **{attribute: value})
+
+
+def test_refusals_through_run_node_and_other_operators():
+    from onnx import helper
+
+    X, W, R = _lstm_inputs()
+    node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], clip=1.5)
+    with pytest.raises(NotImplementedError, match="clip"):
+        gc.onnx.run_node(node, [X, W, R])
+    rng = np.random.default_rng(1)
+    Wg, Rg = rng.standard_normal((1, 9, 2)).astype(np.float32), rng.standard_normal((1, 9, 3)).astype(np.float32)
+    with pytest.raises(NotImplementedError, match="activations"):
+        gc.onnx.gru(X, Wg, Rg, activations=["Sigmoid", "Relu"])
+    Wr, Rr = Wg[:, :3], Rg[:, :3]
+    with pytest.raises(NotImplementedError, match="activations"):
+        gc.onnx.rnn(X, Wr, Rr, activations=["Softsign"])
+
+
+def test_run_node_aligns_inputs_and_outputs():
+    from onnx import helper
+
+    X, W, R = _lstm_inputs(D=2)
+    h0 = np.random.default_rng(3).standard_normal((2, 2, 3)).astype(np.float32)
+    node = helper.make_node("LSTM", ["X", "W", "R", "", "", "h0"], ["", "", "Y_c"], direction="bidirectional")
+    (Y_c,) = gc.onnx.run_node(node, [X, W, R, None, None, h0])
+    _, _, expected = gc.onnx.lstm(X, W, R, initial_h=h0, direction="bidirectional")
+    assert np.array_equal(Y_c, expected)
+    with pytest.raises(ValueError, match="aligned with node.input"):
+        gc.onnx.run_node(node, [X, W, R])
+    with pytest.raises(ValueError, match="expected an RNN, GRU or LSTM"):
+        gc.onnx.run_node(helper.make_node("Relu", ["X"], ["Y"]), [X])
+    with pytest.raises(ValueError, match="unknown LSTM attribute 'linear_before_reset'"):
+        gc.onnx.run_node(helper.make_node("LSTM", ["X", "W", "R"], ["Y"], linear_before_reset=1), [X, W[:1], R[:1]])
+    with pytest.raises(TypeError, match="NodeProto"):
+        gc.onnx.run_node("LSTM", [X, W, R])
+
+
+def test_bad_inputs_name_the_argument():
+    X, W, R = _lstm_inputs()
+    with pytest.raises(TypeError, match="W: expected dtype float32"):
+        gc.onnx.lstm(X, W.astype(np.float64), R)
+    with pytest.raises(TypeError, match="X: expected dtype float32 or float64"):
+        gc.onnx.lstm(X.astype(np.float16), W, R)
+    with pytest.raises(ValueError, match="W: expected shape"):
+        gc.onnx.lstm(X, W[:, :, :1], R)
+    with pytest.raises(ValueError, match=r"R: expected shape \(2, 12, 3\)"):
+        gc.onnx.lstm(X, W, R, direction="bidirectional")
+    with pytest.raises(ValueError, match="hidden_size: expected 3"):
+        gc.onnx.lstm(X, W, R, hidden_size=4)
+    with pytest.raises(ValueError, match="direction"):
+        gc.onnx.lstm(X, W, R, direction="backward")
+    with pytest.raises(ValueError, match="layout"):
+        gc.onnx.lstm(X, W, R, layout=2)
+    with pytest.raises(ValueError, match=r"sequence_lens: every value must be in \[0, 3\]"):
+        gc.onnx.lstm(X, W, R, sequence_lens=np.array([4, 1], np.int32))
+    with pytest.raises(TypeError, match="sequence_lens"):
+        gc.onnx.lstm(X, W, R, sequence_lens=np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="initial_h: expected shape"):
+        gc.onnx.lstm(X, W, R, initial_h=np.zeros((1, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="initial_c: expected shape"):
+        gc.onnx.lstm(X, W, R, initial_c=np.zeros((2, 1, 3), np.float32), layout=1)
+    with pytest.raises(ValueError, match="B: expected shape"):
+        gc.onnx.lstm(X, W, R, B=np.zeros((1, 12), np.float32))
+    with pytest.raises(ValueError, match="linear_before_reset"):
+        gc.onnx.gru(X, W[:, :9], R[:, :9], linear_before_reset=2)
