@@ -9,7 +9,9 @@
 """
 
 from ._version import __version__
+from . import convert, onnx
 from .layers import GRU, LSTM, RNN, GRUCell, Linear, LSTMCell, Module, RNNCell, module_from_config
+from .onnx import from_onnx
 
 __all__ = ["__version__", "Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear",
-           "module_from_config"]
+           "module_from_config", "convert", "onnx", "from_onnx"]

@@ -1,0 +1,432 @@
+# SPDX-License-Identifier: MIT
+"""The ONNX RNN, GRU and LSTM operators (opset 14 and later), executed by the C++ core.
+
+``rnn``, ``gru`` and ``lstm`` take the operator's inputs as NumPy arrays and its attributes as
+keywords, and return its outputs, with the semantics of ONNX's Operators.md as ONNX Runtime
+implements them:
+
+- ``layout=0``: X [T, N, I], initial_h/initial_c [D, N, H], Y [T, D, N, H], Y_h/Y_c [D, N, H];
+  ``layout=1``: X [N, T, I], initial_h/initial_c [N, D, H], Y [N, T, D, H], Y_h/Y_c [N, D, H].
+- W [D, G*H, I], R [D, G*H, H], B [D, 2*G*H] = [Wb, Rb] (the input and recurrent biases, kept
+  apart exactly like torch's b_ih and b_hh), gate order LSTM i, o, f, c and GRU z, r, h.
+- ``sequence_lens`` [N] (values in [0, T]): sequence n only runs its first sequence_lens[n] steps;
+  Y is zero at steps t >= sequence_lens[n]; Y_h/Y_c hold the state after the last step that
+  direction processed. The reverse direction runs each sequence backwards from its own last
+  valid step (t = sequence_lens[n]-1 down to 0), so its Y_h is the state at t = 0. A sequence of
+  length 0 has Y, Y_h and Y_c all zero (whatever initial_h/initial_c hold), as in ONNX Runtime.
+- GRU ``linear_before_reset=0`` (ONNX's default) is the original form
+  h~ = tanh(W_h x + Wb_h + R_h (r * h) + Rb_h), and 1 is torch's form
+  h~ = tanh(W_h x + Wb_h + r * (R_h h + Rb_h)).
+
+What the current core cannot execute exactly is refused with NotImplementedError naming the
+attribute, never approximated: activations other than the defaults (RNN: Tanh or Relu per
+direction; GRU: Sigmoid, Tanh; LSTM: Sigmoid, Tanh, Tanh), ``activation_alpha``,
+``activation_beta``, ``clip``, ``input_forget=1`` and the peepholes ``P``. They are coming with
+the generalised kernels. Float16 inputs are refused with TypeError (float32 and float64 only).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _core
+from ._checks import shape_str, to_numpy
+from .convert import GATES, onnx_to_torch
+
+__all__ = ["rnn", "gru", "lstm", "run_node", "from_onnx", "OPS"]
+
+Array = np.ndarray
+
+# ONNX operator -> gatecell cell kind
+OPS = {"RNN": "rnn", "GRU": "gru", "LSTM": "lstm"}
+_DEFAULT_ACTIVATIONS = {"rnn": ("tanh",), "gru": ("sigmoid", "tanh"), "lstm": ("sigmoid", "tanh", "tanh")}
+_DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
+_PENDING = "is not supported yet: it needs the generalised kernels (issue 3), which are coming"
+
+
+def _float_input(name: str, value: Any, dtype: Optional[np.dtype], shape: Optional[Tuple[int, ...]] = None) -> Array:
+    """An ONNX tensor input of type T as a C-contiguous float32/float64 array of `dtype` (that of X)."""
+    arr = np.asarray(to_numpy(value))
+    if dtype is None:
+        if arr.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name}: expected dtype float32 or float64, got {arr.dtype}")
+    elif arr.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype} (that of X), got {arr.dtype}")
+    if shape is not None and arr.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape_str(shape)}, got {shape_str(arr.shape)}")
+    return np.ascontiguousarray(arr)
+
+
+def _reverse_sequences(x: Array, lengths: Optional[Array], batch_first: bool) -> Array:
+    """Each sequence's first lengths[n] steps in reverse order (an involution); later steps unchanged.
+
+    x: [T, N, C] or [N, T, C] (batch_first); lengths: [N] or None for all T
+    """
+    T, N = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    if lengths is None:
+        return np.ascontiguousarray(x[:, ::-1] if batch_first else x[::-1])
+    t = np.arange(T)[:, None]
+    source = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # [T, N]
+    n = np.arange(N)[None, :]
+    return np.ascontiguousarray(x[n.T, source.T] if batch_first else x[source, n])
+
+
+def _check_attributes(kind: str, D: int, activations: Any, activation_alpha: Any, activation_beta: Any,
+                      clip: Any, input_forget: Any) -> List[str]:
+    """The core cell kind of each direction; NotImplementedError for what the core cannot run exactly."""
+    if activation_alpha is not None and len(activation_alpha) > 0:
+        raise NotImplementedError(f"activation_alpha={list(activation_alpha)} {_PENDING}")
+    if activation_beta is not None and len(activation_beta) > 0:
+        raise NotImplementedError(f"activation_beta={list(activation_beta)} {_PENDING}")
+    if clip is not None:
+        raise NotImplementedError(f"clip={clip} {_PENDING}")
+    if input_forget not in (0, False):
+        if input_forget not in (1, True):
+            raise ValueError(f"input_forget: expected 0 or 1, got {input_forget!r}")
+        raise NotImplementedError(f"input_forget=1 {_PENDING}")
+    per_direction = _DEFAULT_ACTIVATIONS[kind]
+    if activations is None or len(activations) == 0:
+        names = list(per_direction) * D
+    else:
+        names = [(a.decode() if isinstance(a, bytes) else str(a)).lower() for a in activations]
+        if len(names) == len(per_direction) and D == 2:
+            names = names * 2  # one list given for both directions
+        if len(names) != len(per_direction) * D:
+            raise ValueError(f"activations: expected {len(per_direction) * D} names ({len(per_direction)} per "
+                             f"direction, {D} direction(s)), got {list(activations)}")
+    kinds = []
+    for d in range(D):
+        mine = tuple(names[d * len(per_direction):(d + 1) * len(per_direction)])
+        if kind == "rnn" and mine in (("tanh",), ("relu",)):
+            kinds.append("rnn_" + mine[0])
+        elif mine == per_direction:
+            kinds.append(kind)
+        else:
+            raise NotImplementedError(f"activations={list(activations)} {_PENDING}")
+    return kinds
+
+
+def _core_forward(kind: str, entries: list, x: Array, lengths: Optional[Array], h0: Optional[Array],
+                  c0: Optional[Array], batch_first: bool, linear_before_reset: bool,
+                  ) -> Tuple[Array, Array, Optional[Array]]:
+    """One layer through gatecell._core.network_forward; entries: 1 or 2 torch-layout weight tuples."""
+    cfg = _core.NetworkConfig()
+    cfg.kind = getattr(_core.CellKind, kind)
+    cfg.input_size, cfg.hidden_size = x.shape[2], entries[0][1].shape[1]
+    cfg.num_layers, cfg.bidirectional = 1, len(entries) == 2
+    cfg.bias = entries[0][2] is not None
+    cfg.linear_before_reset = linear_before_reset
+    y, h_n, c_n, _ = _core.network_forward(cfg, entries, x, lengths, h0, c0, batch_first, False, 0)
+    return y, h_n, c_n
+
+
+def _run(op_kind: str, X: Any, W: Any, R: Any, B: Any, sequence_lens: Any, initial_h: Any, initial_c: Any,
+         activations: Any, activation_alpha: Any, activation_beta: Any, clip: Any, direction: Any,
+         hidden_size: Any, layout: Any, linear_before_reset: Any = 0, input_forget: Any = 0,
+         ) -> Tuple[Array, Array, Optional[Array]]:
+    """Checks the inputs of one ONNX recurrent operator, runs it, returns (Y, Y_h, Y_c or None)."""
+    if isinstance(direction, bytes):
+        direction = direction.decode()
+    if direction not in _DIRECTIONS:
+        raise ValueError(f"direction: expected one of {list(_DIRECTIONS)}, got {direction!r}")
+    if layout not in (0, 1):
+        raise ValueError(f"layout: expected 0 or 1, got {layout!r}")
+    if linear_before_reset not in (0, 1):
+        raise ValueError(f"linear_before_reset: expected 0 or 1, got {linear_before_reset!r}")
+    D = _DIRECTIONS[direction]
+    kinds = _check_attributes(op_kind, D, activations, activation_alpha, activation_beta, clip, input_forget)
+    batch_first = layout == 1
+
+    X = _float_input("X", X, None)
+    dtype = X.dtype
+    if X.ndim != 3:
+        raise ValueError(f"X: expected 3 dimensions ({'[N, T, I]' if batch_first else '[T, N, I]'}), "
+                         f"got shape {shape_str(X.shape)}")
+    T, N = (X.shape[1], X.shape[0]) if batch_first else (X.shape[0], X.shape[1])
+    if T < 1:
+        raise ValueError(f"X: the sequence length must be at least 1, got shape {shape_str(X.shape)}")
+    G = GATES[op_kind]
+    R = _float_input("R", R, dtype)
+    if R.ndim != 3 or R.shape[1] != G * R.shape[2]:
+        raise ValueError(f"R: expected shape (D, {G}*hidden_size, hidden_size), got {shape_str(R.shape)}")
+    H = R.shape[2]
+    if hidden_size is not None and hidden_size != H:
+        raise ValueError(f"hidden_size: expected {H} (from R's shape {shape_str(R.shape)}), got {hidden_size!r}")
+    R = _float_input("R", R, dtype, (D, G * H, H))
+    W = _float_input("W", W, dtype, (D, G * H, X.shape[2]))
+    if B is not None:
+        B = _float_input("B", B, dtype, (D, 2 * G * H))
+    lengths = None
+    if sequence_lens is not None:
+        lens = np.asarray(to_numpy(sequence_lens))
+        if lens.dtype.kind not in "iu":
+            raise TypeError(f"sequence_lens: expected integers (int32), got dtype {lens.dtype}")
+        if lens.shape != (N,):
+            raise ValueError(f"sequence_lens: expected shape {shape_str((N,))}, got {shape_str(lens.shape)}")
+        if N and (lens.min() < 0 or lens.max() > T):
+            raise ValueError(f"sequence_lens: every value must be in [0, {T}], got values from {lens.min()} "
+                             f"to {lens.max()}")
+        lengths = np.ascontiguousarray(lens, dtype=np.int64)
+    state_shape = (N, D, H) if batch_first else (D, N, H)
+    states = []
+    for name, value in (("initial_h", initial_h), ("initial_c", initial_c)):
+        if value is not None:
+            value = _float_input(name, value, dtype, state_shape)
+            value = np.ascontiguousarray(value.transpose(1, 0, 2)) if batch_first else value
+        states.append(value)
+    h0, c0 = states
+
+    sd = onnx_to_torch(op_kind, W, R, B)
+    entries = [tuple(sd.get(name + ("_l0_reverse" if d else "_l0"))
+                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")) for d in range(D)]
+    lbr = bool(linear_before_reset)
+
+    def one_direction(d: int, reverse: bool) -> Tuple[Array, Array, Optional[Array]]:
+        state = [None if s is None else s[d:d + 1] for s in (h0, c0)]
+        x = _reverse_sequences(X, lengths, batch_first) if reverse else X
+        y, h_n, c_n = _core_forward(kinds[d], [entries[d]], x, lengths, state[0], state[1], batch_first, lbr)
+        return (_reverse_sequences(y, lengths, batch_first) if reverse else y), h_n, c_n
+
+    if D == 2 and kinds[0] == kinds[1]:
+        y, h_n, c_n = _core_forward(kinds[0], entries, X, lengths, h0, c0, batch_first, lbr)
+    elif D == 2:  # an RNN with a different activation per direction: one core call each
+        parts = [one_direction(0, False), one_direction(1, True)]
+        y = np.concatenate([parts[0][0], parts[1][0]], axis=2)
+        h_n = np.concatenate([parts[0][1], parts[1][1]], axis=0)
+        c_n = None
+    else:
+        y, h_n, c_n = one_direction(0, direction == "reverse")
+
+    if lengths is not None and np.any(lengths == 0):
+        # ONNX Runtime: a sequence that runs no step ends in a zero state, not in its initial state.
+        h_n[:, lengths == 0] = 0
+        if c_n is not None:
+            c_n[:, lengths == 0] = 0
+    if batch_first:
+        Y = y.reshape(N, T, D, H)
+        Y_h = np.ascontiguousarray(h_n.transpose(1, 0, 2))
+        Y_c = None if c_n is None else np.ascontiguousarray(c_n.transpose(1, 0, 2))
+    else:
+        Y = np.ascontiguousarray(y.reshape(T, N, D, H).transpose(0, 2, 1, 3))
+        Y_h, Y_c = h_n, c_n
+    return Y, Y_h, Y_c
+
+
+def rnn(X: Any, W: Any, R: Any, B: Any = None, sequence_lens: Any = None, initial_h: Any = None, *,
+        activation_alpha: Optional[Sequence[float]] = None, activation_beta: Optional[Sequence[float]] = None,
+        activations: Optional[Sequence[str]] = None, clip: Optional[float] = None, direction: str = "forward",
+        hidden_size: Optional[int] = None, layout: int = 0) -> Tuple[Array, Array]:
+    """The ONNX RNN operator, H_t = f(X_t W^T + H_{t-1} R^T + Wb + Rb) -> (Y, Y_h).
+
+    X: [T, N, I] (layout 0) or [N, T, I] (layout 1), float32 or float64
+    W: [D, H, I]; R: [D, H, H]; B: [D, 2*H] = [Wb, Rb] or None for zero
+    sequence_lens: [N] ints in [0, T] or None for all T
+    initial_h: [D, N, H] (layout 0) or [N, D, H] (layout 1), or None for zeros
+    activations: f per direction, "Tanh" (default) or "Relu"; others, activation_alpha/beta and clip
+        raise NotImplementedError (coming with the generalised kernels)
+    direction: "forward", "reverse" or "bidirectional" (D = 2); hidden_size: checked against R
+    layout: 0 or 1, as above; returns Y [T, D, N, H] or [N, T, D, H], Y_h [D, N, H] or [N, D, H]
+    """
+    Y, Y_h, _ = _run("rnn", X, W, R, B, sequence_lens, initial_h, None, activations, activation_alpha,
+                     activation_beta, clip, direction, hidden_size, layout)
+    return Y, Y_h
+
+
+def gru(X: Any, W: Any, R: Any, B: Any = None, sequence_lens: Any = None, initial_h: Any = None, *,
+        activation_alpha: Optional[Sequence[float]] = None, activation_beta: Optional[Sequence[float]] = None,
+        activations: Optional[Sequence[str]] = None, clip: Optional[float] = None, direction: str = "forward",
+        hidden_size: Optional[int] = None, layout: int = 0, linear_before_reset: int = 0) -> Tuple[Array, Array]:
+    """The ONNX GRU operator (gates z, r, h) -> (Y, Y_h).
+
+    X: [T, N, I] (layout 0) or [N, T, I] (layout 1), float32 or float64
+    W: [D, 3*H, I]; R: [D, 3*H, H]; B: [D, 6*H] = [Wb, Rb] or None for zero
+    sequence_lens: [N] ints in [0, T] or None for all T
+    initial_h: [D, N, H] (layout 0) or [N, D, H] (layout 1), or None for zeros
+    activations: only the default (Sigmoid, Tanh) per direction; others, activation_alpha/beta and
+        clip raise NotImplementedError (coming with the generalised kernels)
+    direction: "forward", "reverse" or "bidirectional" (D = 2); hidden_size: checked against R
+    layout: 0 or 1, as above
+    linear_before_reset: 0 (ONNX's default, the original form) or 1 (torch's form)
+    returns Y [T, D, N, H] or [N, T, D, H], Y_h [D, N, H] or [N, D, H]
+    """
+    Y, Y_h, _ = _run("gru", X, W, R, B, sequence_lens, initial_h, None, activations, activation_alpha,
+                     activation_beta, clip, direction, hidden_size, layout, linear_before_reset)
+    return Y, Y_h
+
+
+def lstm(X: Any, W: Any, R: Any, B: Any = None, sequence_lens: Any = None, initial_h: Any = None,
+         initial_c: Any = None, P: Any = None, *, activation_alpha: Optional[Sequence[float]] = None,
+         activation_beta: Optional[Sequence[float]] = None, activations: Optional[Sequence[str]] = None,
+         clip: Optional[float] = None, direction: str = "forward", hidden_size: Optional[int] = None,
+         input_forget: int = 0, layout: int = 0) -> Tuple[Array, Array, Array]:
+    """The ONNX LSTM operator (gates i, o, f, c) -> (Y, Y_h, Y_c).
+
+    X: [T, N, I] (layout 0) or [N, T, I] (layout 1), float32 or float64
+    W: [D, 4*H, I]; R: [D, 4*H, H]; B: [D, 8*H] = [Wb, Rb] or None for zero
+    sequence_lens: [N] ints in [0, T] or None for all T
+    initial_h, initial_c: [D, N, H] (layout 0) or [N, D, H] (layout 1), or None for zeros
+    P: peepholes [D, 3*H]: only None for now (NotImplementedError otherwise; coming)
+    activations: only the default (Sigmoid, Tanh, Tanh) per direction; others, activation_alpha/beta,
+        clip and input_forget=1 raise NotImplementedError (coming with the generalised kernels)
+    direction: "forward", "reverse" or "bidirectional" (D = 2); hidden_size: checked against R
+    layout: 0 or 1, as above
+    returns Y [T, D, N, H] or [N, T, D, H], Y_h and Y_c [D, N, H] or [N, D, H]
+    """
+    if P is not None:
+        raise NotImplementedError(f"P (peepholes) {_PENDING}")
+    Y, Y_h, Y_c = _run("lstm", X, W, R, B, sequence_lens, initial_h, initial_c, activations, activation_alpha,
+                       activation_beta, clip, direction, hidden_size, layout, 0, input_forget)
+    return Y, Y_h, Y_c
+
+
+_FUNCTIONS = {"RNN": rnn, "GRU": gru, "LSTM": lstm}
+_INPUTS = {"RNN": ("X", "W", "R", "B", "sequence_lens", "initial_h"),
+           "GRU": ("X", "W", "R", "B", "sequence_lens", "initial_h"),
+           "LSTM": ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")}
+_ATTRIBUTES = {"RNN": {"activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size",
+                       "layout"}}
+_ATTRIBUTES["GRU"] = _ATTRIBUTES["RNN"] | {"linear_before_reset"}
+_ATTRIBUTES["LSTM"] = _ATTRIBUTES["RNN"] | {"input_forget"}
+
+
+def _check_node(node: Any) -> None:
+    if type(node).__name__ != "NodeProto":
+        raise TypeError(f"node: expected an onnx.NodeProto, got {type(node).__name__}")
+    if node.op_type not in _FUNCTIONS or node.domain not in ("", "ai.onnx"):
+        raise ValueError(f"node: expected an RNN, GRU or LSTM node of the default domain, got "
+                         f"{node.domain + '.' if node.domain else ''}{node.op_type}")
+
+
+def _node_attributes(node: Any) -> Dict[str, Any]:
+    """The node's attributes as Python values (strings decoded); unknown names raise ValueError."""
+    from onnx import helper
+
+    attrs: Dict[str, Any] = {}
+    for a in node.attribute:
+        if a.name not in _ATTRIBUTES[node.op_type]:
+            raise ValueError(f"node {node.name!r}: unknown {node.op_type} attribute {a.name!r}; expected one of "
+                             f"{sorted(_ATTRIBUTES[node.op_type])}")
+        value = helper.get_attribute_value(a)
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, list):
+            value = [v.decode() if isinstance(v, bytes) else v for v in value]
+        attrs[a.name] = value
+    return attrs
+
+
+def run_node(node: Any, inputs: Sequence[Any]) -> List[Array]:
+    """Runs one ONNX RNN, GRU or LSTM node.
+
+    node: an onnx.NodeProto (attributes are read from it)
+    inputs: arrays aligned with node.input; None (or anything, for an empty name '') where omitted
+    returns one array per non-empty name of node.output, in order (Y, Y_h, Y_c as requested)
+    """
+    _check_node(node)
+    names = _INPUTS[node.op_type]
+    if len(node.input) > len(names):
+        raise ValueError(f"node {node.name!r}: {node.op_type} takes at most {len(names)} inputs, "
+                         f"got {len(node.input)}")
+    if not isinstance(inputs, (list, tuple)) or len(inputs) != len(node.input):
+        got = len(inputs) if isinstance(inputs, (list, tuple)) else type(inputs).__name__
+        raise ValueError(f"inputs: expected a list of {len(node.input)} arrays aligned with node.input "
+                         f"{list(node.input)}, got {got}")
+    args = {name: (value if node.input[k] else None) for k, (name, value) in enumerate(zip(names, inputs))}
+    for required in ("X", "W", "R"):
+        if args.get(required) is None:
+            raise ValueError(f"inputs: {required} is required, got None")
+    outputs = _FUNCTIONS[node.op_type](**args, **_node_attributes(node))
+    if len(node.output) > len(outputs):
+        raise ValueError(f"node {node.name!r}: {node.op_type} has at most {len(outputs)} outputs, "
+                         f"got {len(node.output)}")
+    return [outputs[k] for k, name in enumerate(node.output) if name]
+
+
+def _constants(graph: Any) -> Dict[str, Array]:
+    """Every tensor of the graph known without running it: initializers, Constant nodes, Identity of those."""
+    from onnx import numpy_helper
+
+    known = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            for a in node.attribute:
+                if a.name == "value":
+                    known[node.output[0]] = numpy_helper.to_array(a.t)
+        elif node.op_type == "Identity" and node.input[0] in known:
+            known[node.output[0]] = known[node.input[0]]
+    return known
+
+
+def from_onnx(model: Any) -> List[Any]:
+    """gatecell layers holding the weights of every RNN, GRU and LSTM node of an ONNX model.
+
+    model: an onnx.ModelProto or the path of an .onnx file
+    returns one layer per node, in graph order: gc.RNN / gc.GRU / gc.LSTM with num_layers=1,
+        bidirectional for direction="bidirectional", batch_first for layout=1, the GRU form of
+        linear_before_reset, bias=False when B is omitted, and the dtype of W. Chain them to
+        rebuild a stacked network (torch.onnx.export writes one node per layer).
+
+    Supported graph patterns: W, R and B are initializers, outputs of Constant nodes (attribute
+    ``value``), or outputs of Identity nodes applied to either (any depth, in graph order) —
+    what torch.onnx.export writes, with either exporter (dynamo=False: one node per layer; the
+    default dynamo exporter writes LSTM and GRU nodes too, but unrolls torch.nn.RNN into
+    MatMul/Tanh nodes, which hold no RNN node to find). A weight computed by any other node,
+    a reverse-only node (gatecell layers have no reverse-only direction) and the attributes that
+    gc.onnx.lstm refuses (peepholes, clip, ...) raise NotImplementedError.
+    """
+    import onnx
+
+    from .layers import GRU, LSTM, RNN
+
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        model = onnx.load(model)
+    if not isinstance(model, onnx.ModelProto):
+        raise TypeError(f"model: expected an onnx.ModelProto or a path, got {type(model).__name__}")
+    known = _constants(model.graph)
+    layers = []
+    for node in model.graph.node:
+        if node.op_type not in OPS or node.domain not in ("", "ai.onnx"):
+            continue
+        kind = OPS[node.op_type]
+        attrs = _node_attributes(node)
+        direction = attrs.get("direction", "forward")
+        if direction == "reverse":
+            raise NotImplementedError(f"node {node.name!r}: direction='reverse' has no gatecell layer (a layer "
+                                      "runs forward or both directions); use gc.onnx.run_node for it")
+        D = _DIRECTIONS.get(direction, 1)
+        kinds = _check_attributes(kind, D, attrs.get("activations"), attrs.get("activation_alpha"),
+                                  attrs.get("activation_beta"), attrs.get("clip"), attrs.get("input_forget", 0))
+        if len(set(kinds)) != 1:
+            raise NotImplementedError(f"node {node.name!r}: activations {attrs.get('activations')} differ between "
+                                      "directions, which one gatecell layer cannot hold")
+        names = list(node.input) + [""] * (8 - len(node.input))
+        if kind == "lstm" and names[7]:
+            raise NotImplementedError(f"node {node.name!r}: P (peepholes) {_PENDING}")
+        weights = {}
+        for k, name in enumerate(("W", "R", "B"), start=1):
+            if not names[k]:
+                weights[name] = None
+            elif names[k] in known:
+                weights[name] = known[names[k]]
+            else:
+                raise NotImplementedError(f"node {node.name!r}: input {name} ({names[k]!r}) is computed by the "
+                                          "graph; only initializers, Constant and Identity of those are supported")
+        W, R = weights["W"], weights["R"]
+        if W is None or R is None or W.ndim != 3 or R.ndim != 3:
+            raise ValueError(f"node {node.name!r}: expected W and R of 3 dimensions")
+        if W.dtype not in (np.float32, np.float64):
+            raise TypeError(f"node {node.name!r}: W: expected dtype float32 or float64, got {W.dtype}")
+        common = dict(input_size=W.shape[2], hidden_size=R.shape[2], num_layers=1, bias=weights["B"] is not None,
+                      batch_first=attrs.get("layout", 0) == 1, bidirectional=D == 2, dtype=W.dtype)
+        if kind == "lstm":
+            layer = LSTM(**common)
+        elif kind == "gru":
+            layer = GRU(**common, linear_before_reset=bool(attrs.get("linear_before_reset", 0)))
+        else:
+            layer = RNN(**common, nonlinearity=kinds[0][len("rnn_"):])
+        layer.load_state_dict(onnx_to_torch(kind, W, R, weights["B"]))
+        layers.append(layer)
+    return layers
