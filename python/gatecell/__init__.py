@@ -10,6 +10,8 @@
 
 from ._version import __version__
 from .layers import GRU, LSTM, RNN, GRUCell, Linear, LSTMCell, Module, RNNCell, module_from_config
+from .models import Dropout, Embedding, LastStep, Sequential
+from . import data, losses, optim
 
 __all__ = ["__version__", "Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear",
-           "module_from_config"]
+           "module_from_config", "Embedding", "Dropout", "LastStep", "Sequential", "data", "losses", "optim"]

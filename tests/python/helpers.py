@@ -22,3 +22,14 @@ def assert_close(name, actual, expected, dtype, errors=None):
         errors.append(err)
     assert err <= TOL[np.dtype(dtype)], f"{name}: relative error {err:.3e} > {TOL[np.dtype(dtype)]:.0e}"
     return err
+
+
+def central_difference(loss, arr, index, eps=1e-6):
+    """(loss(arr[index] + eps) - loss(arr[index] - eps)) / (2 eps), perturbing arr in place and restoring it."""
+    old = arr[index]
+    arr[index] = old + eps
+    up = loss()
+    arr[index] = old - eps
+    down = loss()
+    arr[index] = old
+    return (up - down) / (2 * eps)
