@@ -11,7 +11,10 @@
 from ._version import __version__
 from .layers import GRU, LSTM, RNN, GRUCell, Linear, LSTMCell, Module, RNNCell, module_from_config
 from .models import Dropout, Embedding, LastStep, Sequential
-from . import data, losses, optim
+from .interop import from_torch
+from .training import Trainer, fit
+from . import data, introspect, losses, optim
 
 __all__ = ["__version__", "Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear",
-           "module_from_config", "Embedding", "Dropout", "LastStep", "Sequential", "data", "losses", "optim"]
+           "module_from_config", "Embedding", "Dropout", "LastStep", "Sequential", "data", "losses", "optim",
+           "introspect", "from_torch", "Trainer", "fit"]

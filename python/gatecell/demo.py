@@ -1,0 +1,229 @@
+# SPDX-License-Identifier: MIT
+"""``gatecell demo``: a vanilla RNN, a GRU and an LSTM on the adding problem, with the plots that explain
+why only the gated cells learn it, and a short Markdown report tying them together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+import numpy as np
+
+from . import losses
+from .introspect import Probe
+from .tasks import ADDING_BASELINE_MSE, adding_problem, recurrent_model
+from .training import Trainer
+
+__all__ = ["DemoOptions", "run_demo"]
+
+KINDS = ("rnn", "gru", "lstm")
+LABELS = {"rnn": "vanilla RNN", "gru": "GRU", "lstm": "LSTM"}
+COLORS = {"rnn": "tab:red", "gru": "tab:blue", "lstm": "tab:green"}
+
+
+@dataclass
+class DemoOptions:
+    """What ``gatecell demo`` runs.
+
+    length: T of the adding problem; steps: updates per model; hidden: recurrent units; batch_size;
+    lr: Adam's learning rate; seed; out: report folder; progress: tqdm bars; test_size: held-out sequences
+    """
+
+    length: int = 100
+    steps: int = 1200
+    hidden: int = 32
+    batch_size: int = 32
+    lr: float = 3e-3
+    seed: int = 0
+    out: str = "gatecell-demo"
+    progress: bool = True
+    test_size: int = 1000
+    quick: bool = False
+    results: Dict[str, Any] = field(default_factory=dict)
+
+
+def _grad_norms(model: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Batch mean of ||dL/dh_t|| for every step t of the recurrent layer, for the MSE on (x, y)."""
+    probe = Probe(model["rnn"])
+    model.train()
+    pred = model(x)
+    probe.record_grads()
+    _, dpred = losses.mse(pred, y)
+    model.backward(dpred)
+    model.zero_grad()
+    return probe.grad_norms()["dh"]
+
+
+def _train_one(kind: str, opts: DemoOptions, train: Any, val: Any, test: Any) -> Dict[str, Any]:
+    model = recurrent_model(kind, 2, opts.hidden, 1, seed=opts.seed)
+    probe_x, probe_y = test[0][:64], test[1][:64]
+    norms_init = _grad_norms(model, probe_x, probe_y)
+    trainer = Trainer(model, lr=opts.lr, batch_size=opts.batch_size, clip_norm=1.0, seed=opts.seed,
+                      progress=opts.progress, desc=f"{LABELS[kind]:>11}", eval_every=max(1, opts.steps // 20))
+    start = time.perf_counter()
+    hist = trainer.fit(train, val, steps=opts.steps)
+    seconds = time.perf_counter() - start
+    mse = trainer.evaluate(test)
+    norms = _grad_norms(model, probe_x, probe_y)
+    out: Dict[str, Any] = {"model": model, "history": hist, "mse": mse, "seconds": seconds,
+                           "params": int(sum(p.size for p in model.parameters().values())),
+                           "dh_norm_init": norms_init, "dh_norm": norms}
+    if kind == "lstm":
+        probe = Probe(model["rnn"])
+        model.train()
+        model(test[0][:1])
+        out["forget"] = probe.gates()["f"][:, 0]          # [T, H]
+        out["cell"] = probe.cell_states()[:, 0]           # [T, H]
+        out["markers"] = np.flatnonzero(test[0][0, :, 1])
+    return out
+
+
+def _plots(opts: DemoOptions, res: Dict[str, Dict[str, Any]]) -> List[str]:
+    """Writes the PNGs; returns their file names (empty if matplotlib is missing)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed, so the report has no plots: pip install 'gatecell[demo]'")
+        return []
+    names = []
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for kind, r in res.items():
+        h = r["history"]
+        loss = np.asarray(h["loss"])
+        k = max(1, len(loss) // 50)
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.plot(np.arange(len(smooth)) + k, smooth, color=COLORS[kind], alpha=0.5, lw=1)
+        ax.plot(h["val_step"], h["val_loss"], color=COLORS[kind], lw=2, marker="o", ms=3,
+                label=f"{LABELS[kind]} (held-out MSE {r['mse']:.4f})")
+    ax.axhline(ADDING_BASELINE_MSE, color="k", ls="--", lw=1, label="always answer 1 (0.167)")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("MSE (thin: training, smoothed; thick: validation)")
+    ax.set_title(f"Adding problem, T = {opts.length}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    names.append("loss_curves.png")
+    fig.savefig(os.path.join(opts.out, names[-1]), dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    t = np.arange(opts.length)
+    for ax, key, title in zip(axes, ("dh_norm_init", "dh_norm"), ("at initialisation", "after training")):
+        for kind, r in res.items():
+            ax.plot(t, np.maximum(r[key], 1e-30), color=COLORS[kind], label=LABELS[kind])
+        ax.set_yscale("log")
+        ax.set_xlabel("time step t (the loss is computed at the last step)")
+        ax.set_title(f"mean ||dL/dh_t|| {title}")
+    axes[0].set_ylabel("gradient norm (log scale)")
+    axes[0].legend()
+    fig.tight_layout()
+    names.append("gradient_norms.png")
+    fig.savefig(os.path.join(opts.out, names[-1]), dpi=110)
+    plt.close(fig)
+
+    lstm = res.get("lstm")
+    if lstm is not None:
+        fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+        for ax, key, title, cmap in zip(axes, ("forget", "cell"), ("forget gate f_t", "cell state c_t"),
+                                        ("viridis", "RdBu_r")):
+            data = lstm[key].T
+            lim = None if key == "forget" else float(np.abs(data).max()) or 1.0
+            im = ax.imshow(data, aspect="auto", cmap=cmap, interpolation="nearest",
+                           vmin=0 if key == "forget" else -lim, vmax=1 if key == "forget" else lim)
+            for m in lstm["markers"]:
+                ax.axvline(m, color="w" if key == "forget" else "k", ls=":", lw=1.5)
+            ax.set_ylabel("unit")
+            ax.set_title(f"LSTM {title} on one held-out sequence (dotted: the two marked steps)")
+            fig.colorbar(im, ax=ax)
+        axes[1].set_xlabel("time step t")
+        fig.tight_layout()
+        names.append("lstm_gates.png")
+        fig.savefig(os.path.join(opts.out, names[-1]), dpi=110)
+        plt.close(fig)
+    return names
+
+
+def _report(opts: DemoOptions, res: Dict[str, Dict[str, Any]], plots: List[str], total: float) -> str:
+    rows = "\n".join(f"| {LABELS[k]} | {r['params']} | {r['mse']:.4f} | {r['mse'] / ADDING_BASELINE_MSE:.3f} | "
+                     f"{r['seconds']:.0f} s |" for k, r in res.items())
+    ratio = {k: float(r["dh_norm_init"][0] / max(r["dh_norm_init"][-1], 1e-300)) for k, r in res.items()}
+    lines = [
+        f"# gatecell demo: the adding problem at T = {opts.length}",
+        "",
+        f"Each sequence has {opts.length} steps of (value, marker); two values are marked, one in each half,",
+        "and the target is their sum. Answering the mean, 1, gives MSE 1/6 = 0.167: a model only beats that",
+        f"by carrying the first marked value across about {opts.length // 2} steps. Each model trained for "
+        f"{opts.steps} Adam steps",
+        f"(batch {opts.batch_size}, {opts.hidden} units, lr {opts.lr}, gradient norm clipped at 1), "
+        f"tested on {opts.test_size} new sequences.",
+        "",
+        "| model | parameters | held-out MSE | MSE / 0.167 | training time |",
+        "|---|---|---|---|---|",
+        rows,
+        "",
+        f"Total run time {total:.0f} s" + (" (quick mode: short sequences and few steps, a smoke test, not the "
+                                           "classic result)." if opts.quick else "."),
+        "",
+    ]
+    if "loss_curves.png" in plots:
+        lines += ["## Learning curves", "", "![loss curves](loss_curves.png)", "",
+                  "The gated cells' validation error falls far below the dashed baseline; the vanilla RNN's "
+                  "stays near it: it learns the easy part (the mean) and nothing that needs memory.", ""]
+    if "gradient_norms.png" in plots:
+        lines += ["## Why: the gradient reaching early steps", "", "![gradient norms](gradient_norms.png)", "",
+                  "The loss is computed at the last step; the curves show how much of its gradient reaches the "
+                  "hidden state at each earlier step. At initialisation the ratio ||dL/dh_0|| / "
+                  "||dL/dh_{T-1}|| is " + ", ".join(f"{LABELS[k]} {v:.1e}" for k, v in ratio.items()) + ".",
+                  "The vanilla RNN multiplies the gradient by the same recurrent Jacobian at every step, so it "
+                  "shrinks geometrically (a straight falling line on the log scale) and the first marked value "
+                  "never gets a learning signal. The LSTM's cell state is carried forward by addition "
+                  "(c_t = f_t c_{t-1} + i_t g_t) and the GRU's state by interpolation, so their gradients "
+                  "reach the start of the sequence.", ""]
+    if "lstm_gates.png" in plots:
+        lines += ["## What the LSTM learned", "", "![LSTM gates](lstm_gates.png)", "",
+                  "Forget gates near 1 keep the cell state; at the marked steps the input gate writes the "
+                  "value into some units' cell state, which then stays nearly constant until the end of the "
+                  "sequence, where the output gate reads it.", ""]
+    return "\n".join(lines)
+
+
+def run_demo(opts: DemoOptions) -> Dict[str, Dict[str, Any]]:
+    """Trains the three models, prints the results table and writes the report folder; returns the results."""
+    os.makedirs(opts.out, exist_ok=True)
+    start = time.perf_counter()
+    rng = np.random.default_rng(opts.seed)
+    train = adding_problem(opts.batch_size * opts.steps, opts.length, seed=rng)
+    val = adding_problem(max(64, opts.test_size // 4), opts.length, seed=rng)
+    test = adding_problem(opts.test_size, opts.length, seed=rng)
+    print(f"adding problem, T = {opts.length}: {opts.steps} steps of batch {opts.batch_size} per model, "
+          f"{opts.hidden} units")
+    res = {kind: _train_one(kind, opts, train, val, test) for kind in KINDS}
+    total = time.perf_counter() - start
+    print()
+    print(f"{'model':<12} {'params':>7} {'held-out MSE':>13} {'vs 0.167':>9} {'time':>7}")
+    for kind, r in res.items():
+        print(f"{LABELS[kind]:<12} {r['params']:>7} {r['mse']:>13.4f} {r['mse'] / ADDING_BASELINE_MSE:>9.3f} "
+              f"{r['seconds']:>6.0f}s")
+    plots = _plots(opts, res)
+    report = _report(opts, res, plots, time.perf_counter() - start)
+    with open(os.path.join(opts.out, "report.md"), "w") as f:
+        f.write(report)
+    summary = {k: {"held_out_mse": r["mse"], "seconds": r["seconds"], "params": r["params"],
+                   "val_step": r["history"]["val_step"], "val_loss": r["history"]["val_loss"],
+                   "dh_norm_init": r["dh_norm_init"].tolist(), "dh_norm": r["dh_norm"].tolist()}
+               for k, r in res.items()}
+    summary["options"] = {"length": opts.length, "steps": opts.steps, "hidden": opts.hidden,
+                          "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed}
+    with open(os.path.join(opts.out, "results.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print(f"\nreport: {os.path.join(opts.out, 'report.md')} ({len(plots)} plots), total {total:.0f} s")
+    opts.results = res
+    return res
+
