@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import sys
 from typing import List, Optional
 
@@ -33,13 +34,15 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="vanilla RNN, GRU and LSTM on the adding problem, with plots and a report")
     d.add_argument("--length", type=_positive(int), default=None, help="sequence length T (default 100)")
-    d.add_argument("--steps", type=_positive(int), default=None, help="training steps per model (default 1200)")
-    d.add_argument("--hidden", type=_positive(int), default=None, help="recurrent units (default 32)")
+    d.add_argument("--steps", type=_positive(int), default=None, help="training steps per model (default 2000)")
+    d.add_argument("--hidden", type=_positive(int), default=None, help="recurrent units (default 16)")
     d.add_argument("--batch-size", type=_positive(int), default=None, help="sequences per step (default 32)")
-    d.add_argument("--lr", type=_positive(float), default=None, help="Adam learning rate (default 0.003)")
+    d.add_argument("--lr", type=_positive(float), default=None, help="Adam learning rate (default 0.01)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default="gatecell-demo", help="report folder (default ./gatecell-demo)")
     d.add_argument("--quick", action="store_true", help="a smoke test in under a minute (T=20, few steps)")
+    d.add_argument("--threads", type=_positive(int), default=1,
+                    help="kernel threads (default 1: fastest for these small models)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train a ready model on a built-in task")
@@ -54,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--text", default=None, help="chars: a UTF-8 text file (default: the built-in text)")
     t.add_argument("--save", default=None, help="write the trained model to this safetensors checkpoint")
     t.add_argument("--quick", action="store_true", help="a few steps on small data (smoke test)")
+    t.add_argument("--threads", type=_positive(int), default=1,
+                    help="kernel threads (default 1: fastest for these small models)")
     t.add_argument("--no-progress", action="store_true")
 
     g = sub.add_parser("generate", help="sample text from a character model (trains one if no --checkpoint)")
@@ -65,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=_positive(int), default=None, help="training steps without --checkpoint")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--quick", action="store_true")
+    g.add_argument("--threads", type=_positive(int), default=1,
+                    help="kernel threads (default 1: fastest for these small models)")
     g.add_argument("--no-progress", action="store_true")
 
     v = sub.add_parser("verify", help="gatecell against PyTorch (and ONNX Runtime) on random configurations")
@@ -76,6 +83,26 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="speed against PyTorch (arguments go to gatecell.bench)", add_help=False)
     b.add_argument("args", nargs=argparse.REMAINDER)
     return p
+
+
+def set_threads(n: int) -> Optional[int]:
+    """Sets how many OpenMP threads the kernels of this thread use; returns the previous number (None if unknown).
+
+    n: threads. The demo's models are small: one thread is fastest, and on a busy machine the fork and
+    join of every step can cost far more than the work it shares.
+    """
+    from . import _core
+    if hasattr(_core, "set_num_threads"):
+        previous = _core.get_num_threads()
+        _core.set_num_threads(n)
+        return previous
+    try:  # cores built without set_num_threads: the OpenMP runtime the extension loaded
+        gomp = ctypes.CDLL("libgomp.so.1")
+        previous = gomp.omp_get_max_threads()
+        gomp.omp_set_num_threads(ctypes.c_int(n))
+        return previous
+    except (OSError, AttributeError):
+        return None
 
 
 def _read_text(path: Optional[str]) -> str:
@@ -90,7 +117,7 @@ def _demo(a: argparse.Namespace) -> int:
     from .demo import DemoOptions, run_demo
     opts = DemoOptions(seed=a.seed, out=a.out, progress=not a.no_progress, quick=a.quick)
     if a.quick:
-        opts.length, opts.steps, opts.hidden, opts.test_size = 20, 150, 16, 256
+        opts.length, opts.steps, opts.test_size = 20, 400, 256
     for name in ("length", "steps", "hidden", "batch_size", "lr"):
         if getattr(a, name) is not None:
             setattr(opts, name, getattr(a, name))
@@ -160,7 +187,7 @@ def _generate(a: argparse.Namespace) -> int:
     else:
         ns = argparse.Namespace(task="chars", model="lstm", hidden=128 if not a.quick else 32, length=None,
                                 steps=a.steps, batch_size=None, lr=None, seed=a.seed, text=a.text, quick=a.quick,
-                                no_progress=a.no_progress)
+                                no_progress=a.no_progress, threads=a.threads)
         model, vocab = _train(ns, text)
     unknown = sorted(set(a.prime) - set(vocab.chars))
     if unknown:
@@ -198,8 +225,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv and argv[0] == "bench":
         return _bench(argv[1:])
     a = _parser().parse_args(argv)
+    previous = set_threads(a.threads) if getattr(a, "threads", None) is not None else None
     commands = {"demo": _demo, "train": _train_cmd, "generate": _generate, "verify": _verify}
-    return commands[a.command](a)
+    try:
+        return commands[a.command](a)
+    finally:
+        if previous is not None:  # main() may run inside a larger program (or a test session)
+            set_threads(previous)
 
 
 if __name__ == "__main__":

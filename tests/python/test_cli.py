@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gatecell as gc
-from gatecell import cli, tasks
+from gatecell import cli, tasks, verify
 
 pytest.importorskip("matplotlib")
 
@@ -59,6 +59,20 @@ def test_verify_quick_prints_small_errors(capsys):
     worst = out.split("largest relative error vs torch:")[1].splitlines()[0]
     values = [float(part.split()[-1]) for part in worst.split(",")]
     assert len(values) == 4 and max(values) < 1e-4
+
+
+def test_verify_rows_against_torch_and_onnx_runtime():
+    pytest.importorskip("torch")
+    rows = verify.run_verify(8, seed=5, out=lambda line: None)
+    assert len(rows) == 8
+    for row in rows:
+        errs = row["errors"]
+        tol = 1e-4 if row["config"]["dtype"] == "float32" else 1e-10
+        assert max(errs[k] for k in ("out", "h_n", "dx", "dparams")) < tol, row["config"]
+        if errs.get("onnx"):
+            assert max(errs["onnx"].values()) < 1e-4, row["config"]
+    if verify.onnx_available():
+        assert any(row["errors"].get("onnx") for row in rows)
 
 
 def test_bench_delegates_or_explains(monkeypatch, capsys):
@@ -118,3 +132,15 @@ def test_sampling_is_reproducible_and_temperature_sharpens():
     assert len(set(cold)) <= len(set(hot))
     with pytest.raises(ValueError, match="temperature"):
         tasks.sample_chars(model, vocab, "ab", 5, 0.0)
+
+
+def test_threads_option_leaves_the_thread_count_as_it_was():
+    before = cli.set_threads(2)
+    if before is None:
+        pytest.skip("no way to read the OpenMP thread count in this build")
+    try:
+        assert cli.main(["train", "sine", "--quick", "--steps", "2", "--hidden", "4", "--no-progress",
+                         "--threads", "1"]) == 0
+        assert cli.set_threads(2) == 2
+    finally:
+        cli.set_threads(before)
