@@ -11,6 +11,7 @@ import pytest
 
 import gatecell as gc
 from gatecell import cli, tasks, verify
+from helpers import read_safetensors, stand_in_checkpoint
 
 pytest.importorskip("matplotlib")
 
@@ -144,3 +145,15 @@ def test_threads_option_leaves_the_thread_count_as_it_was():
         assert cli.set_threads(2) == 2
     finally:
         cli.set_threads(before)
+
+
+def test_train_save_then_generate_from_the_checkpoint(monkeypatch, tmp_path, capsys):
+    stand_in_checkpoint(monkeypatch)
+    path = str(tmp_path / "chars.safetensors")
+    assert cli.main(["train", "chars", "--quick", "--steps", "3", "--hidden", "8", "--no-progress",
+                     "--save", path]) == 0
+    tensors, meta = read_safetensors(path)
+    assert "rnn.weight_hh_l0" in tensors and "embed.weight" in tensors
+    capsys.readouterr()
+    assert cli.main(["generate", "--checkpoint", path, "--length", "15", "--prime", "A "]) == 0
+    assert capsys.readouterr().out.startswith("A ")

@@ -2,13 +2,13 @@
 """Trainer (loss goes down, validation, early stopping, checkpoints) and torch interop."""
 
 import json
-import struct
 
 import numpy as np
 import pytest
 
 import gatecell as gc
 from gatecell import interop, training
+from helpers import read_safetensors, stand_in_checkpoint
 
 torch = pytest.importorskip("torch")
 
@@ -72,60 +72,14 @@ def test_early_stopping_history_and_schedule():
         gc.Trainer(object())
 
 
-def _stand_in_checkpoint(monkeypatch):
-    """A minimal safetensors writer standing in for gatecell.checkpoint until it lands on this branch."""
-    import sys
-    import types
-
-    def save(path, module):
-        tensors = module.state_dict()
-        header, offset, blobs = {"__metadata__": {"format": "pt",
-                                                  "gatecell_model": json.dumps(module.config())}}, 0, []
-        for name in sorted(tensors):
-            a = np.ascontiguousarray(tensors[name])
-            header[name] = {"dtype": {"float32": "F32", "float64": "F64"}[a.dtype.name], "shape": list(a.shape),
-                            "data_offsets": [offset, offset + a.nbytes]}
-            offset += a.nbytes
-            blobs.append(a.tobytes())
-        text = json.dumps(header).encode()
-        text += b" " * (-len(text) % 8)
-        with open(path, "wb") as f:
-            f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-    try:
-        from gatecell import checkpoint  # noqa: F401  (the real one, once merged)
-        return checkpoint
-    except ImportError:
-        fake = types.ModuleType("gatecell.checkpoint")
-        fake.save = save
-        monkeypatch.setitem(sys.modules, "gatecell.checkpoint", fake)
-        monkeypatch.setattr(gc, "checkpoint", fake, raising=False)
-        return fake
-
-
-def _read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    body = raw[8 + n:]
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        dt = {"F32": np.float32, "F64": np.float64}[info["dtype"]]
-        out[name] = torch.from_numpy(np.frombuffer(body[b:e], dtype=dt).reshape(info["shape"]).copy())
-    return out, header["__metadata__"]
-
-
 def test_trainer_checkpoint_loads_into_torch(monkeypatch, tmp_path):
-    _stand_in_checkpoint(monkeypatch)
+    stand_in_checkpoint(monkeypatch)
     data = _regression_data(n=32)
     model = _model()
     path = str(tmp_path / "best.safetensors")
     gc.Trainer(model, batch_size=8, progress=False, checkpoint=path).fit(data, data, steps=8)
-    state, meta = _read_safetensors(path)
+    arrays, meta = read_safetensors(path)
+    state = {k: torch.from_numpy(v) for k, v in arrays.items()}
     cfg = json.loads(meta["gatecell_model"])
     assert cfg["type"] == "Sequential" and [m["name"] for m in cfg["modules"]] == ["rnn", "last", "head"]
 
