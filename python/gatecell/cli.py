@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="vanilla RNN, GRU and LSTM on the adding problem, with plots and a report")
     d.add_argument("--length", type=_positive(int), default=None, help="sequence length T (default 100)")
-    d.add_argument("--steps", type=_positive(int), default=None, help="training steps per model (default 2000)")
+    d.add_argument("--steps", type=_positive(int), default=None, help="training steps per model (default 3000)")
     d.add_argument("--hidden", type=_positive(int), default=None, help="recurrent units (default 16)")
     d.add_argument("--batch-size", type=_positive(int), default=None, help="sequences per step (default 32)")
     d.add_argument("--lr", type=_positive(float), default=None, help="Adam learning rate (default 0.01)")

@@ -23,9 +23,17 @@ import numpy as np
 
 from .layers import _RecurrentBase
 
-__all__ = ["Probe", "GATE_NAMES", "run"]
+__all__ = ["Probe", "GATE_NAMES", "run", "step_norms"]
 
 GATE_NAMES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn_tanh": ("h",), "rnn_relu": ("h",)}
+
+
+def step_norms(grad: np.ndarray) -> np.ndarray:
+    """Per step, the batch mean of the vectors' L2 norms: [T, N, C] -> [T].
+
+    Computed in float64: a vanishing float32 gradient of 1e-24 would square to 0 in float32.
+    """
+    return np.linalg.norm(grad.astype(np.float64), axis=-1).mean(axis=1)
 
 
 class Probe:
@@ -95,9 +103,9 @@ class Probe:
 
     def grad_norms(self, layer: int = 0, direction: int = 0) -> Dict[str, np.ndarray]:
         """Per step t, the batch mean of ||dL/dh_t|| (and ||dL/dc_t|| for LSTM), each [T]."""
-        norms = {"dh": np.linalg.norm(self.dh(layer, direction), axis=-1).mean(axis=1)}
+        norms = {"dh": step_norms(self.dh(layer, direction))}
         if self.layer._kind == "lstm":
-            norms["dc"] = np.linalg.norm(self.dc(layer, direction), axis=-1).mean(axis=1)
+            norms["dc"] = step_norms(self.dc(layer, direction))
         return norms
 
 
@@ -127,8 +135,8 @@ def run(layer: Any, x: Any, dout: Any = None, lengths: Any = None, state: Any = 
         probe.record_grads()
         result["dx"], result["dstate0"] = layer.backward(dout, dstate)
         result["dh"] = [probe.dh(l, d) for l, d in ids]
-        result["dh_norm"] = [np.linalg.norm(a, axis=-1).mean(axis=1) for a in result["dh"]]
+        result["dh_norm"] = [step_norms(a) for a in result["dh"]]
         if lstm:
             result["dc"] = [probe.dc(l, d) for l, d in ids]
-            result["dc_norm"] = [np.linalg.norm(a, axis=-1).mean(axis=1) for a in result["dc"]]
+            result["dc_norm"] = [step_norms(a) for a in result["dc"]]
     return result
