@@ -69,7 +69,7 @@ class Probe:
         self._saved()["cache"].record_grads = True
 
     def gates(self, layer: int = 0, direction: int = 0) -> Dict[str, np.ndarray]:
-        """Activated gates per step, {"i", "f", "g", "o"} (LSTM), {"r", "z", "n"} (GRU) or {"h"} (RNN), each [T, N, H]."""
+        """Activated gates per step, [T, N, H] each: "i", "f", "g", "o" (LSTM), "r", "z", "n" (GRU), "h" (RNN)."""
         g = self._arrays(layer, direction)["gates"]
         names = GATE_NAMES[self.layer._kind]
         h = self.layer.hidden_size

@@ -50,7 +50,7 @@ def _rng(seed: Any) -> np.random.Generator:
 
 
 def adding_problem(n: int, steps: int = 100, seed: Any = 0, dtype: Any = np.float32) -> Tuple[np.ndarray, np.ndarray]:
-    """The adding problem: x [n, steps, 2] of (value ~ U(0,1), marker in {0,1}), y [n, 1] the sum of the 2 marked values.
+    """The adding problem: x [n, steps, 2] of (value ~ U(0,1), marker in {0,1}), y [n, 1] the sum of the marked values.
 
     n: number of sequences; steps: T (>= 2); seed: an int or numpy Generator; dtype: of x and y
     One marker lies in the first half and one in the second, as in Hochreiter & Schmidhuber (1997).
@@ -69,7 +69,8 @@ def adding_problem(n: int, steps: int = 100, seed: Any = 0, dtype: Any = np.floa
     return x, y
 
 
-def copy_task(n: int, symbols: int = 5, delay: int = 20, alphabet: int = 8, seed: Any = 0) -> Tuple[np.ndarray, np.ndarray]:
+def copy_task(n: int, symbols: int = 5, delay: int = 20, alphabet: int = 8,
+              seed: Any = 0) -> Tuple[np.ndarray, np.ndarray]:
     """The copy (memory) task as token sequences for an Embedding model with per-step targets.
 
     n: number of sequences; symbols: K symbols to remember; delay: blank steps before the cue
@@ -213,8 +214,8 @@ def _char_model(kind: str, hidden: int, seed: int, text: str = DEFAULT_TEXT) -> 
     return recurrent_model(kind, 16, hidden, v, vocab=v, per_step=True, seed=seed)
 
 
-def _copy_alphabet() -> int:
-    return 8
+_COPY_ALPHABET = 8
+_COPY_SYMBOLS = 5
 
 
 TASKS: Dict[str, Task] = {
@@ -222,13 +223,14 @@ TASKS: Dict[str, Task] = {
                    lambda n, steps, seed: adding_problem(n, steps, seed),
                    lambda kind, hidden, seed: recurrent_model(kind, 2, hidden, 1, seed=seed),
                    "mse", 3e-3, 1500, 64, 100, ADDING_BASELINE_MSE),
-    "copy": Task("copy", "repeat 5 symbols after a blank delay", 
-                 lambda n, steps, seed: copy_task(n, 5, max(steps - 11, 0), _copy_alphabet(), seed),
-                 lambda kind, hidden, seed: recurrent_model(kind, 8, hidden, _copy_alphabet() + 2,
-                                                            vocab=_copy_alphabet() + 2, per_step=True, seed=seed),
+    "copy": Task("copy", "repeat 5 symbols after a blank delay",
+                 lambda n, steps, seed: copy_task(n, _COPY_SYMBOLS, max(steps - 2 * _COPY_SYMBOLS - 1, 0),
+                                                  _COPY_ALPHABET, seed),
+                 lambda kind, hidden, seed: recurrent_model(kind, 8, hidden, _COPY_ALPHABET + 2,
+                                                            vocab=_COPY_ALPHABET + 2, per_step=True, seed=seed),
                  "cross_entropy", 1e-2, 1500, 64, 31,
-                 # chance: blanks are certain, the last 5 of T steps are uniform over the alphabet
-                 None),
+                 # no memory: blanks are certain, the last 5 of 31 steps a uniform guess over the alphabet
+                 _COPY_SYMBOLS * float(np.log(_COPY_ALPHABET)) / 31),
     "chars": Task("chars", "next-character language model on the built-in text (or --text FILE)",
                   _char_data, _char_model, "cross_entropy", 1e-2, 600, 32, 64, None),
     "sine": Task("sine", "forecast the next clean value of a noisy two-tone signal",
