@@ -20,10 +20,14 @@ def _torch_unrolled(kind, layer, x, lengths, dy, reverse_dir=False):
     """
     T, N, _ = x.shape
     H = layer.hidden_size
+    P = getattr(layer, "proj_size", 0) or H
     sfx = "_l0_reverse" if reverse_dir else "_l0"
+    params = {k: torch.tensor(v, requires_grad=True) for k, v in layer.parameters().items() if k.endswith(sfx)}
+    w = {k[:-len(sfx)]: v for k, v in params.items()}
     cell = CELLS[kind](layer.input_size, H, bias=layer.bias).double()
-    cell.load_state_dict({k: torch.tensor(layer.parameters()[k + sfx]) for k in cell.state_dict()})
-    h = torch.zeros(N, H, dtype=torch.float64)
+    if kind != "lstm":
+        cell.load_state_dict({k: w[k] for k in cell.state_dict()})
+    h = torch.zeros(N, P, dtype=torch.float64)
     c = torch.zeros(N, H, dtype=torch.float64)
     hs, cs, gates = [None] * T, [None] * T, [None] * T
     order = range(T - 1, -1, -1) if reverse_dir else range(T)
@@ -31,12 +35,14 @@ def _torch_unrolled(kind, layer, x, lengths, dy, reverse_dir=False):
         active = torch.tensor(t < lengths)[:, None]
         xt = torch.tensor(x[t])
         if kind == "lstm":
-            a = xt @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh
+            a = xt @ w["weight_ih"].T + w["bias_ih"] + h @ w["weight_hh"].T + w["bias_hh"]
             a_i, a_f, a_g, a_o = a.chunk(4, 1)
             i, f, g, o = a_i.sigmoid(), a_f.sigmoid(), a_g.tanh(), a_o.sigmoid()
             c_t = torch.where(active, f * c + i * g, c)
             c_t.retain_grad()
             h_new = o * c_t.tanh()
+            if "weight_hr" in w:
+                h_new = h_new @ w["weight_hr"].T
             gates[t] = [i, f, g, o]
             cs[t] = c_t
             c = c_t
@@ -52,13 +58,17 @@ def _torch_unrolled(kind, layer, x, lengths, dy, reverse_dir=False):
     return hs, cs, gates
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "lstm_proj"])
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("direction", [0, 1])
 def test_recorded_gradients_and_gates_match_torch(kind, batch_first, direction):
     rng = np.random.default_rng([len(kind), batch_first, direction])
     T, N, I, H = 7, 3, 2, 4
-    layer = LAYERS[kind](I, H, batch_first=batch_first, bidirectional=bool(direction), dtype=np.float64, seed=3)
+    extra = {"proj_size": 3} if kind == "lstm_proj" else {}
+    kind = kind.replace("_proj", "")
+    layer = LAYERS[kind](I, H, batch_first=batch_first, bidirectional=bool(direction), dtype=np.float64, seed=3,
+                         **extra)
+    H = extra.get("proj_size", H)  # the width of h (and of each direction's output)
     x = rng.standard_normal((T, N, I))
     lengths = np.array([7, 3, 5])
     D = 1 + direction
