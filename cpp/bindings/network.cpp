@@ -143,10 +143,46 @@ py::tuple backward_impl(const NetworkCache<Scalar>& cache, const py::sequence& w
   return py::make_tuple(dx, dh0, dc0_obj);
 }
 
+// A NumPy copy of one cache buffer as [rows, cols]; the cache may be freed or refilled later.
+template <typename Scalar>
+py::array copy_rows(const std::vector<Scalar>& v, index_t rows) {
+  const index_t cols = rows > 0 ? static_cast<index_t>(v.size()) / rows : 0;
+  py::array out = empty_array<Scalar>({rows, cols});
+  std::copy(v.begin(), v.end(), mptr<Scalar>(out));
+  return out;
+}
+
 template <typename Scalar>
 void bind_cache(py::module_& m, const char* name) {
   py::class_<NetworkCache<Scalar>>(m, name, "Activations saved by a training-mode forward call (opaque).")
       .def_property_readonly("filled", [](const NetworkCache<Scalar>& c) { return c.filled; })
+      .def_readwrite("record_grads", &NetworkCache<Scalar>::record_grads,
+                     "When set, backward also stores per-step dL/dh_t and dL/dc_t (see layer_arrays).")
+      .def(
+          "layer_arrays",
+          [](const NetworkCache<Scalar>& c, index_t layer, index_t direction) {
+            const index_t D = c.config.directions();
+            if (!c.filled) throw ShapeError("cache: holds no forward pass");
+            if (layer < 0 || layer >= c.config.num_layers)
+              throw ShapeError("layer: expected a value in [0, " + std::to_string(c.config.num_layers) +
+                               "), got " + std::to_string(layer));
+            if (direction < 0 || direction >= D)
+              throw ShapeError("direction: expected a value in [0, " + std::to_string(D) + "), got " +
+                               std::to_string(direction));
+            const LayerCache<Scalar>& l = c.layers[layer * D + direction];
+            const index_t rows = c.shape.steps * c.shape.batch;
+            py::dict out;
+            const std::pair<const char*, const std::vector<Scalar>*> fields[] = {
+                {"gates", &l.gates}, {"h_prev", &l.h_prev}, {"c_prev", &l.c_prev}, {"c", &l.c},
+                {"m", &l.m}, {"hn", &l.hn}, {"rh", &l.rh}, {"dh", &l.dh_total}, {"dc", &l.dc_total}};
+            for (const auto& [key, buf] : fields)
+              if (!buf->empty()) out[key] = copy_rows(*buf, rows);
+            return out;
+          },
+          py::arg("layer"), py::arg("direction") = 0,
+          "Copies of one (layer, direction)'s saved buffers as [rows, C] arrays in the row order of x: "
+          "gates (activated; RNN h, LSTM i f g o, GRU r z n), h_prev, c_prev, c, m, hn, rh, and after a "
+          "recording backward dh (dL/dh_t) and dc (dL/dc_t); absent buffers are left out.")
       .def_property_readonly("nbytes", [](const NetworkCache<Scalar>& c) {
         std::size_t n = 0;
         for (const auto& l : c.layers)

@@ -98,6 +98,26 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
   if (a.c_n != nullptr) std::copy(c.begin(), c.end(), a.c_n);
 }
 
+// Introspection: dL/dh_t (see record_step_dh) and dL/dc_t = dc (carried) + dm_t o (1 - tanh^2 c_t)  (L3)-(L4)
+// for step t; dm is [N, H] with a projection (dh already holds dy_t then), else null (dm_t = dL/dh_t).
+template <typename Scalar>
+void record_step_dc(const DirectionBackward<Scalar>& a, index_t t, const Scalar* dh, const Scalar* dm,
+                    const Scalar* dc) {
+  const index_t H = a.config->hidden_size, P = a.config->output_size();
+  record_step_dh(a, t, dh, P, dm != nullptr);
+  for (index_t n = 0; n < a.lay.batch; ++n) {
+    if (!a.active(t, n)) continue;
+    const index_t row = a.lay.row(t, n);
+    const Scalar* o = a.cache->gates.data() + row * 4 * H + 3 * H;
+    const Scalar* c = a.cache->c.data() + row * H;
+    const Scalar* dm_row = dm != nullptr ? dm + n * H : a.record_dh + row * P;
+    for (index_t j = 0; j < H; ++j) {
+      const Scalar tc = std::tanh(c[j]);
+      a.record_dc[row * H + j] = dc[n * H + j] + dm_row[j] * o[j] * (Scalar(1) - tc * tc);
+    }
+  }
+}
+
 template <typename Scalar>
 void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
   const index_t H = a.config->hidden_size, P = a.config->output_size(), N = a.lay.batch;
@@ -130,6 +150,7 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
       }
       matrix(dm.data(), N, H).noalias() = matrix(dh.data(), N, P) * matrix(a.w.w_hr, P, H);
     }
+    if (a.record_dh != nullptr) record_step_dc(a, t, dh.data(), proj ? dm.data() : nullptr, dc.data());
 
 #pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
     for (index_t n = 0; n < N; ++n) {

@@ -192,6 +192,13 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
                                   Seq<Scalar>{dx_l, in, in},
                                   dh0 + ld * N * P,
                                   dc0 != nullptr ? dc0 + ld * N * H : nullptr};
+      if (cache.record_grads) {
+        const LayerCache<Scalar>& layer = cache.layers[ld];  // its records are mutable
+        layer.dh_total.assign(lay.rows() * P, Scalar(0));
+        layer.dc_total.assign(config.has_cell_state() ? lay.rows() * H : 0, Scalar(0));
+        a.record_dh = layer.dh_total.data();
+        a.record_dc = config.has_cell_state() ? layer.dc_total.data() : nullptr;
+      }
       run_backward(a);
     }
     if (l > 0) {

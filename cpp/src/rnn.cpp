@@ -76,6 +76,7 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
 
   for (index_t k = T - 1; k >= 0; --k) {
     const index_t t = a.step_at(k);
+    record_step_dh(a, t, dh.data(), H, false);
 #pragma omp parallel for schedule(static) if (N * H >= kParallelWork)
     for (index_t n = 0; n < N; ++n) {
       if (!a.active(t, n)) continue;

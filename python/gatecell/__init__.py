@@ -11,7 +11,12 @@
 from ._version import __version__
 from . import convert, onnx
 from .layers import GRU, LSTM, RNN, GRUCell, Linear, LSTMCell, Module, RNNCell, module_from_config
+from .models import Dropout, Embedding, LastStep, Sequential
+from .interop import from_torch
 from .onnx import from_onnx
+from .training import Trainer, fit
+from . import data, introspect, losses, optim
 
 __all__ = ["__version__", "Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear",
-           "module_from_config", "convert", "onnx", "from_onnx"]
+           "module_from_config", "Embedding", "Dropout", "LastStep", "Sequential", "data", "losses", "optim",
+           "introspect", "from_torch", "Trainer", "fit", "convert", "onnx", "from_onnx"]

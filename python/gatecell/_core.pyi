@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Types of the extension module gatecell._core (the C++ core); use the gatecell layers instead."""
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -40,12 +40,16 @@ class NetworkCacheF32:
     def filled(self) -> bool: ...
     @property
     def nbytes(self) -> int: ...
+    record_grads: bool
+    def layer_arrays(self, layer: int, direction: int = 0) -> Dict[str, Array]: ...
 
 class NetworkCacheF64:
     @property
     def filled(self) -> bool: ...
     @property
     def nbytes(self) -> int: ...
+    record_grads: bool
+    def layer_arrays(self, layer: int, direction: int = 0) -> Dict[str, Array]: ...
 
 NetworkCache = Union[NetworkCacheF32, NetworkCacheF64]
 

@@ -101,6 +101,11 @@ class Module:
         """
         raise NotImplementedError(f"{type(self).__name__} has no config()")
 
+    def to_torch(self) -> Any:
+        """The torch.nn twin of this module with copied weights (imports torch; see gatecell.interop)."""
+        from .interop import to_torch
+        return to_torch(self)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 

@@ -13,7 +13,7 @@ import pytest
 import gatecell as gc
 from gatecell import reference
 from conftest import CASES, record
-from helpers import assert_close
+from helpers import assert_close, central_difference
 
 CONFIGS = {  # name -> (class, reference kind, kwargs)
     "rnn_tanh": (gc.RNN, "rnn", {"nonlinearity": "tanh"}),
@@ -41,13 +41,7 @@ def _numeric_grad(loss, arr, eps=1e-6):
     g = np.zeros_like(arr)
     flat, gflat = arr.reshape(-1), g.reshape(-1)
     for k in range(flat.size):
-        old = flat[k]
-        flat[k] = old + eps
-        up = loss()
-        flat[k] = old - eps
-        down = loss()
-        flat[k] = old
-        gflat[k] = (up - down) / (2 * eps)
+        gflat[k] = central_difference(loss, flat, k, eps)
     return g
 
 

@@ -20,6 +20,10 @@ struct LayerCache {
   std::vector<Scalar> m;       // [rows, H] LSTM o*tanh(c) before the projection (proj_size > 0)
   std::vector<Scalar> hn;      // [rows, H] GRU, linear-before-reset: W_hn h_prev + b_hn
   std::vector<Scalar> rh;      // [rows, H] GRU, original form: r * h_prev
+  // Introspection, filled by network_backward when NetworkCache::record_grads is set (zero where a
+  // step is past its sequence's end); mutable because backward reads the cache as const.
+  mutable std::vector<Scalar> dh_total;  // [rows, Hout] dL/dh_t, this step's output gradient included
+  mutable std::vector<Scalar> dc_total;  // [rows, H] LSTM dL/dc_t
 };
 
 // Everything network_backward needs from the forward call that filled it.
@@ -32,6 +36,7 @@ struct NetworkCache {
   std::vector<std::vector<Scalar>> inputs;    // [L-1] inputs of layers 1.., after dropout
   std::vector<std::vector<Scalar>> masks;     // [L-1] dropout masks (0 or 1/(1-p)); empty if none
   bool filled = false;
+  bool record_grads = false;  // network_backward also stores per-step dL/dh_t, dL/dc_t in the layers
 };
 
 // Runs the network over a batch of sequences.

@@ -47,6 +47,8 @@ struct DirectionBackward {
   Seq<Scalar> dx;                 // [rows, in] accumulated (+=)
   Scalar* dh0;                    // [N, Hout] out
   Scalar* dc0;                    // [N, H] out (LSTM)
+  Scalar* record_dh = nullptr;    // [rows, Hout] out, or null: per-step dL/dh_t (introspection)
+  Scalar* record_dc = nullptr;    // [rows, H] out, or null: per-step dL/dc_t (LSTM)
 
   bool active(index_t t, index_t n) const { return lengths == nullptr || t < lengths[n]; }
   index_t step_at(index_t k) const { return reverse ? lay.steps - 1 - k : k; }
@@ -76,6 +78,19 @@ void input_side_gradients(const DirectionBackward<Scalar>& a, index_t gate_rows,
   matrix(a.g.w_ih, gate_rows, in).noalias() += da_all.transpose() * a.x.all(a.lay);
   if (a.g.b_ih != nullptr) VectorMap<Scalar>(a.g.b_ih, gate_rows).noalias() += da_all.colwise().sum();
   a.dx.all(a.lay).noalias() += da_all * matrix(a.w.w_ih, gate_rows, in);
+}
+
+// Introspection: stores dL/dh_t = dh (carried from later steps) + dy_t for every active sequence
+// of step t, when backward records; `dh` is [N, width] and already holds dy_t if dy_added.
+template <typename Scalar>
+void record_step_dh(const DirectionBackward<Scalar>& a, index_t t, const Scalar* dh, index_t width, bool dy_added) {
+  if (a.record_dh == nullptr) return;
+  for (index_t n = 0; n < a.lay.batch; ++n) {
+    if (!a.active(t, n)) continue;
+    Scalar* out = a.record_dh + a.lay.row(t, n) * width;
+    const Scalar* dy = (dy_added || a.dy.data == nullptr) ? nullptr : a.dy.at(a.lay, t, n);
+    for (index_t j = 0; j < width; ++j) out[j] = dh[n * width + j] + (dy != nullptr ? dy[j] : Scalar(0));
+  }
 }
 
 // Copies a [N, C] state (null = zeros) into a dense buffer.
