@@ -9,7 +9,9 @@
 """
 
 from ._version import __version__
+from .checkpoint import load, save
 from .layers import GRU, LSTM, RNN, GRUCell, Linear, LSTMCell, Module, RNNCell, module_from_config
+from .stream import Stream
 
 __all__ = ["__version__", "Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear",
-           "module_from_config"]
+           "module_from_config", "save", "load", "Stream"]

@@ -22,3 +22,31 @@ def assert_close(name, actual, expected, dtype, errors=None):
         errors.append(err)
     assert err <= TOL[np.dtype(dtype)], f"{name}: relative error {err:.3e} > {TOL[np.dtype(dtype)]:.0e}"
     return err
+
+
+def saved_raw(path, module):
+    """Saves `module` with gc.save -> (raw bytes, parsed JSON header, data block)."""
+    import json
+    import struct
+
+    import gatecell as gc
+
+    gc.save(path, module)
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    return raw, json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def save_sequential(path, rnn, head, p=0.1):
+    """Writes rnn -> Dropout(p) -> LastStep -> head as gc.Sequential describes and saves it."""
+    import json
+
+    import gatecell as gc
+    from gatecell.checkpoint import save_tensors
+
+    cfg = {"type": "Sequential", "modules": [dict(rnn.config(), name="rnn"), {"name": "drop", "type": "Dropout", "p": p},
+                                             {"name": "last", "type": "LastStep"}, dict(head.config(), name="head")]}
+    tensors = {f"rnn.{k}": v for k, v in rnn.state_dict().items()}
+    tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
+    save_tensors(path, tensors, {"format": "pt", "gatecell_version": gc.__version__, "gatecell_model": json.dumps(cfg)})
+    return cfg, tensors

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: MIT
+// Streaming: one time step through every layer, batch rows one at a time, with matrix-vector
+// products on preallocated buffers and the same pointwise row functions as the sequence kernels.
+// Equation numbers refer to rnn.cpp (R), lstm.cpp (L) and gru.cpp (G).
+
+#include <algorithm>
+
+#include <Eigen/Core>
+
+#include "detail/cell_math.hpp"
+#include "gatecell/stream.hpp"
+
+namespace gatecell {
+
+namespace {
+
+// y = W x + b for a row-major W [rows, cols]; b may be null. Views only: Eigen's matrix-vector
+// product on unit-stride operands needs no temporary, so nothing is allocated.
+template <typename Scalar>
+inline void gemv(const Scalar* w, index_t rows, index_t cols, const Scalar* x, const Scalar* b, Scalar* y) {
+  using Mat = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  using ConstVec = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>;
+  Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, 1>> y_vec(y, rows);
+  if (b != nullptr) y_vec = ConstVec(b, rows);
+  else y_vec.setZero();
+  y_vec.noalias() += Mat(w, rows, cols) * ConstVec(x, cols);
+}
+
+}  // namespace
+
+template <typename Scalar>
+Stream<Scalar>::Stream(const Model<Scalar>& model, index_t batch) : batch_(batch) {
+  if (batch < 1) throw ShapeError("batch: expected at least 1, got " + std::to_string(batch));
+  input_size_ = model.input_size();
+  output_size_ = model.output_size();
+  index_t state_size = 0, max_gates = 0, max_hidden = 0, max_width = 0;
+  for (const auto& child : model.children()) {
+    if (child.network) {
+      const NetworkConfig& c = child.network->config();
+      if (c.bidirectional)
+        throw ShapeError("module '" + child.name + "': a bidirectional layer needs the whole sequence; "
+                         "streaming supports unidirectional models only");
+      Stage stage{true, {}, nullptr, nullptr, 0, c.output_size()};
+      const auto weights = child.network->layer_weights();
+      const index_t L = c.num_layers, H = c.hidden_size, P = c.output_size();
+      for (index_t l = 0; l < L; ++l) {
+        const index_t h_offset = state_size + l * batch * P;
+        const index_t c_offset = state_size + L * batch * P + l * batch * H;
+        stage.layers.push_back({c.kind, c.linear_before_reset, c.layer_input_size(l), H, P, weights[l], h_offset,
+                                c.has_cell_state() ? c_offset : -1});
+      }
+      state_size += L * batch * P + (c.has_cell_state() ? L * batch * H : 0);
+      max_gates = std::max(max_gates, c.gates() * H);
+      max_hidden = std::max(max_hidden, H);
+      stages_.push_back(std::move(stage));
+    } else if (child.linear) {
+      const auto& params = child.linear->parameters();
+      stages_.push_back(Stage{false, {}, params.at("weight").data.data(),
+                              child.linear->has_bias() ? params.at("bias").data.data() : nullptr,
+                              child.linear->in_features(), child.linear->out_features()});
+      max_width = std::max(max_width, child.linear->out_features());
+    }
+    // Dropout is the identity at inference; LastStep is too when each step is the last so far.
+  }
+  state_.assign(state_size, Scalar(0));
+  gate_.assign(max_gates, Scalar(0));
+  hp_.assign(max_gates, Scalar(0));
+  m_.assign(max_hidden, Scalar(0));
+  rh_.assign(max_hidden, Scalar(0));
+  ping_.assign(batch * max_width, Scalar(0));
+  pong_.assign(batch * max_width, Scalar(0));
+  out_.assign(batch * output_size_, Scalar(0));
+}
+
+template <typename Scalar>
+void Stream<Scalar>::step(const Scalar* x, Scalar* y) {
+  const index_t N = batch_;
+  const Scalar* in = x;
+  index_t in_width = input_size_;
+  Scalar* spare = ping_.data();
+  Scalar* gate = gate_.data();
+  Scalar* hp = hp_.data();
+  for (const Stage& stage : stages_) {
+    if (!stage.recurrent) {
+      for (index_t n = 0; n < N; ++n)
+        gemv(stage.weight, stage.out, stage.in, in + n * in_width, stage.bias, spare + n * stage.out);
+      in = spare;
+      spare = spare == ping_.data() ? pong_.data() : ping_.data();
+      in_width = stage.out;
+      continue;
+    }
+    for (const Layer& layer : stage.layers) {
+      const index_t H = layer.H, P = layer.P;
+      const index_t G = (layer.kind == CellKind::lstm ? 4 : layer.kind == CellKind::gru ? 3 : 1) * H;
+      for (index_t n = 0; n < N; ++n) {
+        Scalar* h = state_.data() + layer.h_offset + n * P;
+        gemv(layer.w.w_ih, G, layer.in, in + n * in_width, layer.w.b_ih, gate);  // input half of (R1) (L1) (G1)
+        switch (layer.kind) {
+          case CellKind::rnn_tanh:
+          case CellKind::rnn_relu:
+            gemv(layer.w.w_hh, G, P, h, layer.w.b_hh, hp);
+            detail::rnn_row_forward(gate, hp, h, H, layer.kind == CellKind::rnn_relu);  // (R2)
+            break;
+          case CellKind::lstm: {
+            Scalar* c = state_.data() + layer.c_offset + n * H;
+            gemv(layer.w.w_hh, G, P, h, layer.w.b_hh, hp);  // (L1) recurrent half, before h is overwritten
+            const bool proj = P != H;
+            detail::lstm_row_forward(gate, hp, c, c, proj ? m_.data() : h, H);  // (L2)-(L4)
+            if (proj) gemv(layer.w.w_hr, P, H, m_.data(), static_cast<const Scalar*>(nullptr), h);  // (L5)
+            break;
+          }
+          case CellKind::gru:
+            if (layer.linear_before_reset) {
+              gemv(layer.w.w_hh, G, H, h, layer.w.b_hh, hp);  // (G2), (G3)
+              detail::gru_row_forward_lbr(gate, hp, h, static_cast<Scalar*>(nullptr), H);
+            } else {
+              const Scalar* b_hh = layer.w.b_hh;
+              gemv(layer.w.w_hh, 2 * H, H, h, b_hh, hp);  // (G2)
+              detail::gru_row_reset(gate, hp, h, rh_.data(), H);
+              // (G4) the candidate's recurrent product needs r * h_prev first
+              gemv(layer.w.w_hh + 2 * H * H, H, H, rh_.data(), b_hh != nullptr ? b_hh + 2 * H : nullptr, hp + 2 * H);
+              detail::gru_row_forward_original(gate, hp, h, H);  // (G4), (G5)
+            }
+            break;
+        }
+      }
+      in = state_.data() + layer.h_offset;  // [N, P]: the next layer's input
+      in_width = P;
+    }
+  }
+  std::copy(in, in + N * output_size_, y);
+}
+
+template <typename Scalar>
+const Scalar* Stream<Scalar>::step(const Scalar* x) {
+  step(x, out_.data());
+  return out_.data();
+}
+
+template <typename Scalar>
+void Stream<Scalar>::reset() {
+  std::fill(state_.begin(), state_.end(), Scalar(0));
+}
+
+template <typename Scalar>
+void Stream<Scalar>::get_state(Scalar* state) const {
+  std::copy(state_.begin(), state_.end(), state);
+}
+
+template <typename Scalar>
+void Stream<Scalar>::set_state(const Scalar* state) {
+  std::copy(state, state + state_.size(), state_.begin());
+}
+
+template class Stream<float>;
+template class Stream<double>;
+
+}  // namespace gatecell
