@@ -7,7 +7,9 @@ Compares, in ns per step:
   onnxruntime       an ONNX LSTM/GRU node run once per step, the state fed back as inputs
   torch cell        torch.nn.LSTMCell / GRUCell called once per step under no_grad
 
-Every figure is the median of several timed runs (the machine is shared: expect noise).
+Every figure is the median of several timed runs, in the calling thread's CPU time (every
+contender runs single-threaded in the caller; on a shared machine wall-clock time would also
+count the other processes).
 Usage: python bench/stream_latency.py [--repeats 7] [--quick]
 """
 
@@ -37,10 +39,10 @@ def median_ns(fn, steps: int, repeats: int) -> float:
         fn()
     runs = []
     for _ in range(repeats):
-        t0 = time.perf_counter_ns()
+        t0 = time.thread_time_ns()
         for _ in range(steps):
             fn()
-        runs.append((time.perf_counter_ns() - t0) / steps)
+        runs.append((time.thread_time_ns() - t0) / steps)
     return float(np.median(runs))
 
 

@@ -1,19 +1,26 @@
 // SPDX-License-Identifier: MIT
 // Nanoseconds per streaming step (batch 1, float32) for LSTM and GRU over a grid of sizes.
-// Prints "kind H I ns_per_step" lines: the median of several timed runs after a warm-up.
+// Prints "kind H I ns_per_step" lines: the median of several timed runs after a warm-up, in
+// this thread's CPU time (the machine is shared: wall-clock time would count other processes).
 //
 //   stream_latency [repeats] [kind H I ...]
 
 #include <gatecell/gatecell.hpp>
 
 #include <algorithm>
-#include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
 namespace {
+
+double thread_cpu_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return 1e9 * static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec);
+}
 
 double ns_per_step(gatecell::CellKind kind, gatecell::index_t H, gatecell::index_t I, int repeats) {
   gatecell::NetworkConfig c;
@@ -33,10 +40,9 @@ double ns_per_step(gatecell::CellKind kind, gatecell::index_t H, gatecell::index
   std::vector<double> runs;
   for (int r = 0; r < repeats; ++r) {
     stream.reset();
-    const auto t0 = std::chrono::steady_clock::now();
+    const double t0 = thread_cpu_ns();
     for (long k = 0; k < steps; ++k) stream.step(x.data(), y.data());
-    const auto t1 = std::chrono::steady_clock::now();
-    runs.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / steps);
+    runs.push_back((thread_cpu_ns() - t0) / static_cast<double>(steps));
   }
   std::sort(runs.begin(), runs.end());
   return runs[runs.size() / 2];

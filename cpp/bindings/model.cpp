@@ -25,15 +25,37 @@ std::map<std::string, Tensor<Scalar>> read_tensors(const py::dict& tensors) {
   return out;
 }
 
+// Whether `obj` is a C-contiguous array of Scalar with shape (n0, n1), or (n1,) when flat.
+// The per-step fast path: no allocation; anything else goes through checked() for its message.
+template <typename Scalar>
+bool fits(const py::handle& obj, index_t n0, index_t n1, bool flat, bool writeable) {
+  if (!py::isinstance<py::array>(obj)) return false;
+  auto* a = py::detail::array_proxy(obj.ptr());
+  const auto* descr = py::detail::array_descriptor_proxy(a->descr);
+  static const int type_num = py::dtype::of<Scalar>().num();
+  if (descr->type_num != type_num || !(a->flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_)) return false;
+  if (writeable && !(a->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_)) return false;
+  if (flat) return a->nd == 1 && a->dimensions[0] == n1;
+  return a->nd == 2 && a->dimensions[0] == n0 && a->dimensions[1] == n1;
+}
+
 // x: [N, I], or [I] when N = 1 (then y is [O]).
 template <typename Scalar>
-py::array stream_step(Stream<Scalar>& s, const py::handle& x_obj, const py::object& out_obj) {
+py::object stream_step(Stream<Scalar>& s, const py::handle& x_obj, const py::handle& out_obj) {
   const index_t N = s.batch(), I = s.input_size(), O = s.output_size();
-  const bool flat = N == 1 && py::isinstance<py::array>(x_obj) && py::reinterpret_borrow<py::array>(x_obj).ndim() == 1;
-  py::array x = checked<Scalar>(x_obj, "x", flat ? std::vector<index_t>{I} : std::vector<index_t>{N, I});
-  const std::vector<index_t> y_shape = flat ? std::vector<index_t>{O} : std::vector<index_t>{N, O};
-  py::array y = out_obj.is_none() ? empty_array<Scalar>(y_shape) : checked<Scalar>(out_obj, "out", y_shape, true);
-  s.step(cptr<Scalar>(x), mptr<Scalar>(y));
+  const bool flat = N == 1 && py::isinstance<py::array>(x_obj) && py::detail::array_proxy(x_obj.ptr())->nd == 1;
+  if (!fits<Scalar>(x_obj, N, I, flat, false))
+    checked<Scalar>(x_obj, "x", flat ? std::vector<index_t>{I} : std::vector<index_t>{N, I});  // throws
+  py::object y;
+  if (out_obj.is_none()) {
+    y = flat ? py::array_t<Scalar>(O) : py::array_t<Scalar>({N, O});
+  } else {
+    if (!fits<Scalar>(out_obj, N, O, flat, true))
+      checked<Scalar>(out_obj, "out", flat ? std::vector<index_t>{O} : std::vector<index_t>{N, O}, true);  // throws
+    y = py::reinterpret_borrow<py::object>(out_obj);
+  }
+  s.step(reinterpret_cast<const Scalar*>(py::detail::array_proxy(x_obj.ptr())->data),
+         reinterpret_cast<Scalar*>(py::detail::array_proxy(y.ptr())->data));
   return y;
 }
 
@@ -71,7 +93,7 @@ void bind_model(py::module_& m, const char* model_name, const char* stream_name)
       .def_property_readonly("input_size", &M::input_size)
       .def_property_readonly("output_size", &M::output_size)
       .def_property_readonly("reduces_steps", &M::reduces_steps)
-      .def("stream", &M::stream, py::arg("batch") = 1, py::keep_alive<0, 1>(),
+      .def("stream", &M::stream, py::arg("batch") = 1,
            "A Stream over this model for `batch` sequences.")
       .def(
           "forward",

@@ -14,19 +14,35 @@ namespace gatecell {
 
 namespace {
 
-// y = W x + b for a row-major W [rows, cols]; b may be null. Views only: Eigen's matrix-vector
-// product on unit-stride operands needs no temporary, so nothing is allocated.
+// y = W x + b, W [rows, cols] stored by columns (column k at w_t + k * ld, i.e. the transpose
+// of torch's row-major layout); b may be null. Column order makes the product a sum of scaled
+// columns, which vectorises along the output without horizontal sums (about twice as fast as
+// the row-major product at H <= 32). Views only: Eigen needs no temporary for unit-stride
+// operands, so nothing is allocated.
 template <typename Scalar>
-inline void gemv(const Scalar* w, index_t rows, index_t cols, const Scalar* x, const Scalar* b, Scalar* y) {
-  using Mat = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+inline void gemv(const Scalar* w_t, index_t rows, index_t cols, index_t ld, const Scalar* x, const Scalar* b,
+                 Scalar* y) {
+  using Mat = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>,
+                         Eigen::Unaligned, Eigen::OuterStride<>>;
   using ConstVec = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>;
   Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, 1>> y_vec(y, rows);
   if (b != nullptr) y_vec = ConstVec(b, rows);
   else y_vec.setZero();
-  y_vec.noalias() += Mat(w, rows, cols) * ConstVec(x, cols);
+  y_vec.noalias() += Mat(w_t, rows, cols, Eigen::OuterStride<>(ld)) * ConstVec(x, cols);
 }
 
 }  // namespace
+
+template <typename Scalar>
+index_t Stream<Scalar>::pack(const Scalar* w, index_t rows, index_t cols, bool transpose) {
+  if (w == nullptr) return -1;
+  const index_t offset = static_cast<index_t>(packed_.size());
+  packed_.resize(offset + rows * cols);
+  Scalar* dst = packed_.data() + offset;
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t k = 0; k < cols; ++k) dst[transpose ? k * rows + r : r * cols + k] = w[r * cols + k];
+  return offset;
+}
 
 template <typename Scalar>
 Stream<Scalar>::Stream(const Model<Scalar>& model, index_t batch) : batch_(batch) {
@@ -40,13 +56,18 @@ Stream<Scalar>::Stream(const Model<Scalar>& model, index_t batch) : batch_(batch
       if (c.bidirectional)
         throw ShapeError("module '" + child.name + "': a bidirectional layer needs the whole sequence; "
                          "streaming supports unidirectional models only");
-      Stage stage{true, {}, nullptr, nullptr, 0, c.output_size()};
+      Stage stage{true, {}, -1, -1, 0, c.output_size()};
       const auto weights = child.network->layer_weights();
       const index_t L = c.num_layers, H = c.hidden_size, P = c.output_size();
+      const index_t G = c.gates() * H;
       for (index_t l = 0; l < L; ++l) {
         const index_t h_offset = state_size + l * batch * P;
         const index_t c_offset = state_size + L * batch * P + l * batch * H;
-        stage.layers.push_back({c.kind, c.linear_before_reset, c.layer_input_size(l), H, P, weights[l], h_offset,
+        const index_t in = c.layer_input_size(l);
+        const LayerWeights<Scalar>& w = weights[l];
+        stage.layers.push_back({c.kind, c.linear_before_reset, in, H, P, pack(w.w_ih, G, in, true),
+                                pack(w.w_hh, G, P, true), P != H ? pack(w.w_hr, P, H, true) : -1,
+                                pack(w.b_ih, 1, G, false), pack(w.b_hh, 1, G, false), h_offset,
                                 c.has_cell_state() ? c_offset : -1});
       }
       state_size += L * batch * P + (c.has_cell_state() ? L * batch * H : 0);
@@ -55,9 +76,10 @@ Stream<Scalar>::Stream(const Model<Scalar>& model, index_t batch) : batch_(batch
       stages_.push_back(std::move(stage));
     } else if (child.linear) {
       const auto& params = child.linear->parameters();
-      stages_.push_back(Stage{false, {}, params.at("weight").data.data(),
-                              child.linear->has_bias() ? params.at("bias").data.data() : nullptr,
-                              child.linear->in_features(), child.linear->out_features()});
+      const index_t in = child.linear->in_features(), out = child.linear->out_features();
+      const index_t weight = pack(params.at("weight").data.data(), out, in, true);
+      const index_t bias = child.linear->has_bias() ? pack(params.at("bias").data.data(), 1, out, false) : -1;
+      stages_.push_back(Stage{false, {}, weight, bias, in, out});
       max_width = std::max(max_width, child.linear->out_features());
     }
     // Dropout is the identity at inference; LastStep is too when each step is the last so far.
@@ -83,7 +105,8 @@ void Stream<Scalar>::step(const Scalar* x, Scalar* y) {
   for (const Stage& stage : stages_) {
     if (!stage.recurrent) {
       for (index_t n = 0; n < N; ++n)
-        gemv(stage.weight, stage.out, stage.in, in + n * in_width, stage.bias, spare + n * stage.out);
+        gemv(packed(stage.weight), stage.out, stage.in, stage.out, in + n * in_width, packed(stage.bias),
+             spare + n * stage.out);
       in = spare;
       spare = spare == ping_.data() ? pong_.data() : ping_.data();
       in_width = stage.out;
@@ -92,33 +115,36 @@ void Stream<Scalar>::step(const Scalar* x, Scalar* y) {
     for (const Layer& layer : stage.layers) {
       const index_t H = layer.H, P = layer.P;
       const index_t G = (layer.kind == CellKind::lstm ? 4 : layer.kind == CellKind::gru ? 3 : 1) * H;
+      const Scalar* w_ih = packed(layer.w_ih);
+      const Scalar* w_hh = packed(layer.w_hh);
+      const Scalar* b_ih = packed(layer.b_ih);
+      const Scalar* b_hh = packed(layer.b_hh);
       for (index_t n = 0; n < N; ++n) {
         Scalar* h = state_.data() + layer.h_offset + n * P;
-        gemv(layer.w.w_ih, G, layer.in, in + n * in_width, layer.w.b_ih, gate);  // input half of (R1) (L1) (G1)
+        gemv(w_ih, G, layer.in, G, in + n * in_width, b_ih, gate);  // input half of (R1) (L1) (G1)
         switch (layer.kind) {
           case CellKind::rnn_tanh:
           case CellKind::rnn_relu:
-            gemv(layer.w.w_hh, G, P, h, layer.w.b_hh, hp);
+            gemv(w_hh, G, P, G, h, b_hh, hp);
             detail::rnn_row_forward(gate, hp, h, H, layer.kind == CellKind::rnn_relu);  // (R2)
             break;
           case CellKind::lstm: {
             Scalar* c = state_.data() + layer.c_offset + n * H;
-            gemv(layer.w.w_hh, G, P, h, layer.w.b_hh, hp);  // (L1) recurrent half, before h is overwritten
+            gemv(w_hh, G, P, G, h, b_hh, hp);  // (L1) recurrent half, before h is overwritten
             const bool proj = P != H;
             detail::lstm_row_forward(gate, hp, c, c, proj ? m_.data() : h, H);  // (L2)-(L4)
-            if (proj) gemv(layer.w.w_hr, P, H, m_.data(), static_cast<const Scalar*>(nullptr), h);  // (L5)
+            if (proj) gemv(packed(layer.w_hr), P, H, P, m_.data(), static_cast<const Scalar*>(nullptr), h);  // (L5)
             break;
           }
           case CellKind::gru:
             if (layer.linear_before_reset) {
-              gemv(layer.w.w_hh, G, H, h, layer.w.b_hh, hp);  // (G2), (G3)
+              gemv(w_hh, G, H, G, h, b_hh, hp);  // (G2), (G3)
               detail::gru_row_forward_lbr(gate, hp, h, static_cast<Scalar*>(nullptr), H);
             } else {
-              const Scalar* b_hh = layer.w.b_hh;
-              gemv(layer.w.w_hh, 2 * H, H, h, b_hh, hp);  // (G2)
+              gemv(w_hh, 2 * H, H, G, h, b_hh, hp);  // (G2): the r and z rows of W_hh^T's columns
               detail::gru_row_reset(gate, hp, h, rh_.data(), H);
               // (G4) the candidate's recurrent product needs r * h_prev first
-              gemv(layer.w.w_hh + 2 * H * H, H, H, rh_.data(), b_hh != nullptr ? b_hh + 2 * H : nullptr, hp + 2 * H);
+              gemv(w_hh + 2 * H, H, H, G, rh_.data(), b_hh != nullptr ? b_hh + 2 * H : nullptr, hp + 2 * H);
               detail::gru_row_forward_original(gate, hp, h, H);  // (G4), (G5)
             }
             break;

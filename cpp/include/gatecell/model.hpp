@@ -78,7 +78,7 @@ class Model {
   std::vector<Scalar> forward(const std::vector<Scalar>& x, index_t steps, index_t batch,
                               const std::vector<index_t>& lengths = {});
 
-  // A streaming runner over this model (which must outlive it), for `batch` sequences at once.
+  // A streaming runner (with its own copy of the weights) for `batch` sequences at once.
   Stream<Scalar> stream(index_t batch = 1) const;
 
  private:

@@ -9,7 +9,9 @@
 namespace gatecell {
 
 // Runs a unidirectional model one step at a time for a fixed batch. Every buffer is allocated
-// by the constructor, so step() never touches the heap. The model must outlive the stream.
+// by the constructor, so step() never touches the heap. The constructor copies the weights
+// (transposed, for fast matrix-vector products): later changes to the model do not reach the
+// stream, and the stream does not need the model afterwards.
 //
 // State layout (get_state / set_state): for each recurrent child in order, h [L,N,Hout], then,
 // for LSTM, c [L,N,H] — torch's h_n and c_n shapes, concatenated.
@@ -42,19 +44,22 @@ class Stream {
     CellKind kind;
     bool linear_before_reset;
     index_t in, H, P;     // input width, hidden size, output width (P = H without projection)
-    LayerWeights<Scalar> w;
+    index_t w_ih, w_hh, w_hr, b_ih, b_hh;  // offsets into packed_ (-1: absent); matrices transposed
     index_t h_offset, c_offset;  // into state_
   };
-  struct Stage {  // one child: a run of recurrent layers, or a Linear (weight [out, in], bias or null)
+  struct Stage {  // one child: a run of recurrent layers, or a Linear (offsets into packed_)
     bool recurrent;
     std::vector<Layer> layers;
-    const Scalar* weight = nullptr;
-    const Scalar* bias = nullptr;
+    index_t weight = -1, bias = -1;
     index_t in = 0, out = 0;
   };
+  // Appends W^T (W: [rows, cols]) or a vector (rows = 1 and transpose = false) to packed_.
+  index_t pack(const Scalar* w, index_t rows, index_t cols, bool transpose);
+  const Scalar* packed(index_t offset) const { return offset < 0 ? nullptr : packed_.data() + offset; }
   index_t batch_, input_size_ = 0, output_size_ = 0;
   std::vector<Stage> stages_;
   std::vector<Scalar> state_;
+  std::vector<Scalar> packed_;
   std::vector<Scalar> gate_, hp_, m_, rh_, ping_, pong_, out_;
 };
 
