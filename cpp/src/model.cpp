@@ -65,6 +65,9 @@ std::vector<Scalar> Model<Scalar>::forward(const std::vector<Scalar>& x, index_t
       c.network->train(was_training);
     } else if (c.kind == ModuleKind::linear) {
       const index_t rows = static_cast<index_t>(cur.size()) / c.linear->in_features();
+      if (rows * c.linear->in_features() != static_cast<index_t>(cur.size()))
+        throw ShapeError("module '" + c.name + "': rows of " + std::to_string(c.linear->in_features()) +
+                         " features expected, got " + std::to_string(cur.size()) + " values");
       std::vector<Scalar> y(rows * c.linear->out_features());
       c.linear->apply(cur.data(), rows, y.data());
       cur.swap(y);

@@ -50,6 +50,13 @@ Stream<Scalar>::Stream(const Model<Scalar>& model, index_t batch) : batch_(batch
   input_size_ = model.input_size();
   output_size_ = model.output_size();
   index_t state_size = 0, max_gates = 0, max_hidden = 0, max_width = 0;
+  index_t width = input_size_;  // of the rows reaching the next child
+  auto check_width = [&](const ModelChild<Scalar>& child, index_t in, index_t out) {
+    if (in != width)
+      throw ShapeError("module '" + child.name + "': input size " + std::to_string(in) +
+                       " does not match the previous module's output size " + std::to_string(width));
+    width = out;
+  };
   for (const auto& child : model.children()) {
     if (child.network) {
       const NetworkConfig& c = child.network->config();
@@ -60,6 +67,7 @@ Stream<Scalar>::Stream(const Model<Scalar>& model, index_t batch) : batch_(batch
       const auto weights = child.network->layer_weights();
       const index_t L = c.num_layers, H = c.hidden_size, P = c.output_size();
       const index_t G = c.gates() * H;
+      check_width(child, c.input_size, P);
       for (index_t l = 0; l < L; ++l) {
         const index_t h_offset = state_size + l * batch * P;
         const index_t c_offset = state_size + L * batch * P + l * batch * H;
@@ -77,6 +85,7 @@ Stream<Scalar>::Stream(const Model<Scalar>& model, index_t batch) : batch_(batch
     } else if (child.linear) {
       const auto& params = child.linear->parameters();
       const index_t in = child.linear->in_features(), out = child.linear->out_features();
+      check_width(child, in, out);
       const index_t weight = pack(params.at("weight").data.data(), out, in, true);
       const index_t bias = child.linear->has_bias() ? pack(params.at("bias").data.data(), 1, out, false) : -1;
       stages_.push_back(Stage{false, {}, weight, bias, in, out});

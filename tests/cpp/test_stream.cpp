@@ -114,3 +114,18 @@ TEST_CASE("stream errors") {
   const auto ok = model_of(gatecell::Network<double>(c), false);
   CHECK_THROWS_AS(ok.stream(0), gatecell::ShapeError);
 }
+
+TEST_CASE("a hand-built model whose widths disagree is refused") {
+  gatecell::NetworkConfig c;
+  c.kind = CellKind::lstm;
+  c.input_size = 2;
+  c.hidden_size = 3;
+  auto model = model_of(gatecell::Network<float>(c), false);
+  gatecell::ModelChild<float> head;
+  head.name = "head";
+  head.kind = gatecell::ModuleKind::linear;
+  head.linear = std::make_unique<gatecell::Linear<float>>(4, 1);
+  model.children().push_back(std::move(head));
+  CHECK_THROWS_WITH_AS(model.stream(1), doctest::Contains("head"), gatecell::ShapeError);
+  CHECK_THROWS_AS(model.forward(std::vector<float>(2 * 2), 2, 1), gatecell::ShapeError);
+}
