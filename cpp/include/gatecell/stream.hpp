@@ -10,7 +10,7 @@ namespace gatecell {
 
 // Runs a unidirectional model one step at a time for a fixed batch. Every buffer is allocated
 // by the constructor, so step() never touches the heap. The constructor copies the weights
-// (transposed, for fast matrix-vector products): later changes to the model do not reach the
+// (packed for fast matrix-vector products): later changes to the model do not reach the
 // stream, and the stream does not need the model afterwards.
 //
 // State layout (get_state / set_state): for each recurrent child in order, h [L,N,Hout], then,
@@ -44,7 +44,7 @@ class Stream {
     CellKind kind;
     bool linear_before_reset;
     index_t in, H, P;     // input width, hidden size, output width (P = H without projection)
-    index_t w_ih, w_hh, w_hr, b_ih, b_hh;  // offsets into packed_ (-1: absent); matrices transposed
+    index_t w_ih, w_hh, w_hn, w_hr, b_ih, b_hh;  // offsets into packed_ (-1: absent); w_hn: original GRU
     index_t h_offset, c_offset;  // into state_
   };
   struct Stage {  // one child: a run of recurrent layers, or a Linear (offsets into packed_)
@@ -53,8 +53,9 @@ class Stream {
     index_t weight = -1, bias = -1;
     index_t in = 0, out = 0;
   };
-  // Appends W^T (W: [rows, cols]) or a vector (rows = 1 and transpose = false) to packed_.
-  index_t pack(const Scalar* w, index_t rows, index_t cols, bool transpose);
+  // Appends W [rows, cols] (row-major) to packed_ in the matrix-vector product's panel layout,
+  // or as it is (panels = false, for vectors); returns its offset, -1 for a null w.
+  index_t pack(const Scalar* w, index_t rows, index_t cols, bool panels);
   const Scalar* packed(index_t offset) const { return offset < 0 ? nullptr : packed_.data() + offset; }
   index_t batch_, input_size_ = 0, output_size_ = 0;
   std::vector<Stage> stages_;
