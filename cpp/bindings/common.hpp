@@ -62,5 +62,6 @@ py::array empty_array(const std::vector<index_t>& shape) {
 }
 
 void bind_network(py::module_& m);
+void bind_model(py::module_& m);
 
 }  // namespace gatecell::bindings

@@ -42,4 +42,5 @@ PYBIND11_MODULE(_core, m) {
       .def("validate", &NetworkConfig::validate);
 
   bindings::bind_network(m);
+  bindings::bind_model(m);
 }

@@ -10,13 +10,16 @@
 
 from ._version import __version__
 from . import convert, onnx
+from .checkpoint import load, save
 from .layers import GRU, LSTM, RNN, GRUCell, Linear, LSTMCell, Module, RNNCell, module_from_config
 from .models import Dropout, Embedding, LastStep, Sequential
 from .interop import from_torch
 from .onnx import from_onnx
+from .stream import Stream
 from .training import Trainer, fit
 from . import data, introspect, losses, optim
 
 __all__ = ["__version__", "Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear",
            "module_from_config", "Embedding", "Dropout", "LastStep", "Sequential", "data", "losses", "optim",
-           "introspect", "from_torch", "Trainer", "fit", "convert", "onnx", "from_onnx"]
+           "introspect", "from_torch", "Trainer", "fit", "convert", "onnx", "from_onnx",
+           "save", "load", "Stream"]

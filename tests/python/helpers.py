@@ -54,44 +54,29 @@ def read_safetensors(path):
     return tensors, header.get("__metadata__", {})
 
 
-def stand_in_checkpoint(monkeypatch):
-    """gatecell.checkpoint if this build has it, else a minimal safetensors save/load standing in for it
-    (installed with monkeypatch for one test only)."""
+def saved_raw(path, module):
+    """Saves `module` with gc.save -> (raw bytes, parsed JSON header, data block)."""
     import json
     import struct
-    import sys
-    import types
 
     import gatecell as gc
-    try:
-        from gatecell import checkpoint
-        return checkpoint
-    except ImportError:
-        pass
 
-    def save(path, module):
-        tensors = module.state_dict()
-        header = {"__metadata__": {"format": "pt", "gatecell_model": json.dumps(module.config())}}
-        offset, blobs = 0, []
-        for name in sorted(tensors):
-            a = np.ascontiguousarray(tensors[name])
-            header[name] = {"dtype": {"float32": "F32", "float64": "F64"}[a.dtype.name], "shape": list(a.shape),
-                            "data_offsets": [offset, offset + a.nbytes]}
-            offset += a.nbytes
-            blobs.append(a.tobytes())
-        text = json.dumps(header).encode()
-        text += b" " * (-len(text) % 8)
-        with open(path, "wb") as f:
-            f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    gc.save(path, module)
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    return raw, json.loads(raw[8:8 + n]), raw[8 + n:]
 
-    def load(path):
-        tensors, meta = read_safetensors(path)
-        module = gc.module_from_config(json.loads(meta["gatecell_model"]))
-        module.load_state_dict(tensors)
-        return module
 
-    fake = types.ModuleType("gatecell.checkpoint")
-    fake.save, fake.load = save, load
-    monkeypatch.setitem(sys.modules, "gatecell.checkpoint", fake)
-    monkeypatch.setattr(gc, "checkpoint", fake, raising=False)
-    return fake
+def save_sequential(path, rnn, head, p=0.1):
+    """Writes rnn -> Dropout(p) -> LastStep -> head as gc.Sequential describes and saves it."""
+    import json
+
+    import gatecell as gc
+    from gatecell.checkpoint import save_tensors
+
+    cfg = {"type": "Sequential", "modules": [dict(rnn.config(), name="rnn"), {"name": "drop", "type": "Dropout", "p": p},
+                                             {"name": "last", "type": "LastStep"}, dict(head.config(), name="head")]}
+    tensors = {f"rnn.{k}": v for k, v in rnn.state_dict().items()}
+    tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
+    save_tensors(path, tensors, {"format": "pt", "gatecell_version": gc.__version__, "gatecell_model": json.dumps(cfg)})
+    return cfg, tensors

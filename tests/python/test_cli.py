@@ -11,7 +11,7 @@ import pytest
 
 import gatecell as gc
 from gatecell import cli, tasks, verify
-from helpers import read_safetensors, stand_in_checkpoint
+from helpers import read_safetensors
 
 pytest.importorskip("matplotlib")
 
@@ -148,7 +148,6 @@ def test_threads_option_leaves_the_thread_count_as_it_was():
 
 
 def test_train_save_then_generate_from_the_checkpoint(monkeypatch, tmp_path, capsys):
-    stand_in_checkpoint(monkeypatch)
     path = str(tmp_path / "chars.safetensors")
     assert cli.main(["train", "chars", "--quick", "--steps", "3", "--hidden", "8", "--no-progress",
                      "--save", path]) == 0

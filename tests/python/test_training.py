@@ -8,7 +8,7 @@ import pytest
 
 import gatecell as gc
 from gatecell import interop, training
-from helpers import read_safetensors, stand_in_checkpoint
+from helpers import read_safetensors
 
 torch = pytest.importorskip("torch")
 
@@ -73,7 +73,6 @@ def test_early_stopping_history_and_schedule():
 
 
 def test_trainer_checkpoint_loads_into_torch(monkeypatch, tmp_path):
-    stand_in_checkpoint(monkeypatch)
     data = _regression_data(n=32)
     model = _model()
     path = str(tmp_path / "best.safetensors")
@@ -153,3 +152,18 @@ def test_interop_errors():
         gc.GRU(2, 3, linear_before_reset=False).to_torch()
     with pytest.raises(TypeError, match="Sequential"):
         interop.to_torch(_model())
+
+
+def test_sequential_checkpoint_round_trip(tmp_path):
+    """gc.save / gc.load rebuild a composed model exactly, and torch reads the same tensors."""
+    model = gc.Sequential([("embed", gc.Embedding(10, 4, seed=0)), ("rnn", gc.GRU(4, 6, num_layers=2, seed=1)),
+                           ("drop", gc.Dropout(0.2)), ("last", gc.LastStep()), ("head", gc.Linear(6, 3, seed=2))])
+    path = tmp_path / "model.safetensors"
+    gc.save(path, model)
+    twin = gc.load(path)
+    assert twin.config() == model.config()
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(twin.state_dict()[k], v)
+    tokens = np.random.default_rng(0).integers(0, 10, size=(7, 2))
+    model.eval(), twin.eval()
+    np.testing.assert_array_equal(model(tokens), twin(tokens))
