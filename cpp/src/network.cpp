@@ -5,6 +5,8 @@
 #include <random>
 #include <string>
 
+#include <Eigen/Core>
+
 #include "detail/direction.hpp"
 
 namespace gatecell {
@@ -83,6 +85,7 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
                      const Scalar* h0, const Scalar* c0, Scalar* y, Scalar* h_n, Scalar* c_n,
                      NetworkCache<Scalar>* cache, std::uint64_t dropout_seed) {
   config.validate();
+  Eigen::setNbThreads(1);  // results must not depend on the thread count (see threads.hpp)
   const index_t L = config.num_layers, D = config.directions();
   const index_t H = config.hidden_size, P = config.output_size(), N = shape.batch;
   if (static_cast<index_t>(weights.size()) != L * D)
@@ -154,6 +157,7 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
                       const NetworkCache<Scalar>& cache, const Scalar* dy, const Scalar* dh_n,
                       const Scalar* dc_n, Scalar* dx, Scalar* dh0, Scalar* dc0) {
   if (!cache.filled) throw ShapeError("backward needs a forward call in training mode first");
+  Eigen::setNbThreads(1);
   const NetworkConfig& config = cache.config;
   const index_t L = config.num_layers, D = config.directions();
   const index_t H = config.hidden_size, P = config.output_size(), N = cache.shape.batch;

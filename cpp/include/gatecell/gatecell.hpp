@@ -3,4 +3,5 @@
 // Everything a C++ application needs: configuration, shapes and the sequence kernels.
 
 #include "gatecell/network.hpp"
+#include "gatecell/threads.hpp"
 #include "gatecell/shapes.hpp"
