@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "detail/gemm.hpp"
 #include "detail/sequence.hpp"
 #include "gatecell/network.hpp"
 
@@ -59,12 +60,18 @@ template <typename Scalar> void lstm_direction_backward(const DirectionBackward<
 template <typename Scalar> void gru_direction_forward(const DirectionForward<Scalar>& a);
 template <typename Scalar> void gru_direction_backward(const DirectionBackward<Scalar>& a);
 
+// The N rows of step t of a [rows, cols] buffer in the layout `lay`, as the A operand of a GEMM.
+template <typename Scalar>
+MatView<Scalar> step_view(const Scalar* data, index_t cols, const Layout& lay, index_t t) {
+  return {data + lay.row(t, 0) * cols, lay.batch, cols, cols * lay.batch_stride(), 1};
+}
+
 // gates_all = X W_ih^T + b_ih over every step at once (one GEMM, not one per step).
 template <typename Scalar>
 void input_projection(const DirectionForward<Scalar>& a, index_t gate_rows, MatrixMap<Scalar> gates_all) {
   const index_t in = a.x.cols;
-  auto w_ih = matrix(a.w.w_ih, gate_rows, in);
-  gates_all.noalias() = a.x.all(a.lay) * w_ih.transpose();
+  gemm(rows_view(a.x.data, a.lay.rows(), in, a.x.ld), MatView<Scalar>{a.w.w_ih, in, gate_rows, 1, in},
+       gates_all.data(), gates_all.outerStride(), false);
   if (a.w.b_ih != nullptr) gates_all.rowwise() += ConstVectorMap<Scalar>(a.w.b_ih, gate_rows);
 }
 
@@ -72,10 +79,11 @@ void input_projection(const DirectionForward<Scalar>& a, index_t gate_rows, Matr
 template <typename Scalar>
 void input_side_gradients(const DirectionBackward<Scalar>& a, index_t gate_rows,
                           ConstMatrixMap<Scalar> da_all) {
-  const index_t in = a.x.cols;
-  matrix(a.g.w_ih, gate_rows, in).noalias() += da_all.transpose() * a.x.all(a.lay);
+  const index_t in = a.x.cols, rows = a.lay.rows(), ld_da = da_all.outerStride();
+  const MatView<Scalar> da = rows_view(da_all.data(), rows, gate_rows, ld_da);
+  gemm(da.t(), rows_view(a.x.data, rows, in, a.x.ld), a.g.w_ih, in, true);
   if (a.g.b_ih != nullptr) VectorMap<Scalar>(a.g.b_ih, gate_rows).noalias() += da_all.colwise().sum();
-  a.dx.all(a.lay).noalias() += da_all * matrix(a.w.w_ih, gate_rows, in);
+  gemm(da, rows_view(a.w.w_ih, gate_rows, in, in), a.dx.data, a.dx.ld, true);
 }
 
 // Copies a [N, C] state (null = zeros) into a dense buffer.
