@@ -128,11 +128,27 @@ GATECELL_TARGET_AVX2 inline void row_kernel(index_t kc, const float* a, index_t 
   store_row(c + 3 * kPanel, c6, c7, kPanel, load_c);
 }
 
-// Rows [m0, m1) of C for one k block, panels [p0, p1).
-GATECELL_TARGET_AVX2 void block_avx2(const MatView<float>& a, const float* panels, index_t K, index_t cols,
+// Copies A[m0:m1, k0:k0+kc] into groups of 6 rows, k-major ([group][k][6], zero-padded): the
+// micro-kernel then reads A contiguously whatever its strides (a transposed A, as in the weight
+// gradients, would otherwise touch one cache line per k, 4 KiB apart).
+void pack_a(const MatView<float>& a, index_t m0, index_t m1, index_t k0, index_t kc, float* out) {
+  for (index_t g = m0; g < m1; g += 6) {
+    const index_t rows = std::min<index_t>(6, m1 - g);
+    for (index_t k = 0; k < kc; ++k) {
+      const float* src = a.data + g * a.rs + (k0 + k) * a.cs;
+      float* dst = out + ((g - m0) * kc) + k * 6;
+      for (index_t i = 0; i < rows; ++i) dst[i] = src[i * a.rs];
+      for (index_t i = rows; i < 6; ++i) dst[i] = 0.0f;
+    }
+  }
+}
+
+// Rows [m0, m1) of C for one k block, panels [p0, p1); ap: that block of A as pack_a leaves it.
+GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index_t K, index_t cols,
                                      index_t k0, index_t kc, index_t m0, index_t m1, index_t p0, index_t p1,
                                      float* c, index_t ldc, bool load_c) {
   const index_t stride = K * kPanel;
+  auto a_row = [&](index_t m) { return ap + ((m - m0) / 6) * 6 * kc + (m - m0) % 6; };
   for (index_t p = p0; p < p1;) {
     const float* b = panels + p * stride + k0 * kPanel;
     const index_t width = std::min(kPanel, cols - p * kPanel);
@@ -141,20 +157,20 @@ GATECELL_TARGET_AVX2 void block_avx2(const MatView<float>& a, const float* panel
     // independent FMA chains in flight instead of two.
     if (m1 - m0 < 3 && p + 4 <= p1 && (p + 4) * kPanel <= cols) {
       for (index_t m = m0; m < m1; ++m)
-        row_kernel(kc, a.data + m * a.rs + k0 * a.cs, a.cs, b, stride, cp + m * ldc, load_c);
+        row_kernel(kc, a_row(m), 6, b, stride, cp + m * ldc, load_c);
       p += 4;
       continue;
     }
     index_t m = m0;
     for (; m + 6 <= m1; m += 6)
-      micro_kernel<6>(kc, a.data + m * a.rs + k0 * a.cs, a.rs, a.cs, b, cp + m * ldc, ldc, width, load_c);
-    const float* am = a.data + m * a.rs + k0 * a.cs;
+      micro_kernel<6>(kc, a_row(m), 1, 6, b, cp + m * ldc, ldc, width, load_c);
+    const float* am = a_row(m);
     switch (m1 - m) {
-      case 5: micro_kernel<5>(kc, am, a.rs, a.cs, b, cp + m * ldc, ldc, width, load_c); break;
-      case 4: micro_kernel<4>(kc, am, a.rs, a.cs, b, cp + m * ldc, ldc, width, load_c); break;
-      case 3: micro_kernel<3>(kc, am, a.rs, a.cs, b, cp + m * ldc, ldc, width, load_c); break;
-      case 2: micro_kernel<2>(kc, am, a.rs, a.cs, b, cp + m * ldc, ldc, width, load_c); break;
-      case 1: micro_kernel<1>(kc, am, a.rs, a.cs, b, cp + m * ldc, ldc, width, load_c); break;
+      case 5: micro_kernel<5>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
+      case 4: micro_kernel<4>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
+      case 3: micro_kernel<3>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
+      case 2: micro_kernel<2>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
+      case 1: micro_kernel<1>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
       default: break;
     }
     ++p;
@@ -164,11 +180,17 @@ GATECELL_TARGET_AVX2 void block_avx2(const MatView<float>& a, const float* panel
 void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, index_t ldc, bool accumulate) {
   const index_t M = a.rows, K = a.cols, cols = b.view().cols, P = panel_count(cols);
   auto run = [&](index_t p0, index_t p1) {
+    // Per thread, grown once and kept: the time loops call this at every step.
+    thread_local std::vector<float> a_pack;
+    const std::size_t need = static_cast<std::size_t>(kRowBlock + 6) * kDepthBlock;
+    if (a_pack.size() < need) a_pack.resize(need);
     for (index_t k0 = 0; k0 < K || k0 == 0; k0 += kDepthBlock) {
       const index_t kc = std::min(kDepthBlock, K - k0);
-      for (index_t m0 = 0; m0 < M; m0 += kRowBlock)
-        block_avx2(a, b.panels(), K, cols, k0, kc, m0, std::min(M, m0 + kRowBlock), p0, p1, c, ldc,
-                   accumulate || k0 > 0);
+      for (index_t m0 = 0; m0 < M; m0 += kRowBlock) {
+        const index_t m1 = std::min(M, m0 + kRowBlock);
+        pack_a(a, m0, m1, k0, kc, a_pack.data());
+        block_avx2(a_pack.data(), b.panels(), K, cols, k0, kc, m0, m1, p0, p1, c, ldc, accumulate || k0 > 0);
+      }
       if (K == 0) break;
     }
   };

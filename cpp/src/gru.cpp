@@ -25,19 +25,12 @@ void gru_direction_forward(const DirectionForward<Scalar>& a) {
   const bool lbr = a.config->linear_before_reset;
   LayerCache<Scalar>* cache = a.cache;
 
-  std::vector<Scalar> scratch;
-  Scalar* gates_data;
+  // Training keeps the activated gates in the cache; inference overwrites a window of steps.
   if (cache != nullptr) {
-    cache->gates.resize(a.lay.rows() * G);
     cache->h_prev.resize(a.lay.rows() * H);
     (lbr ? cache->hn : cache->rh).resize(a.lay.rows() * H);
-    gates_data = cache->gates.data();
-  } else {
-    scratch.resize(a.lay.rows() * G);
-    gates_data = scratch.data();
   }
-  const Seq<Scalar> gates{gates_data, G, G};
-  input_projection(a, G, gates.all(a.lay));  // (G1)
+  GateWindow<Scalar> gates(a, G, cache != nullptr ? &cache->gates : nullptr);  // (G1)
 
   std::vector<Scalar> h, hp(N * G), rh(lbr ? 0 : N * H, Scalar(0));
   load_state(a.h0, N * H, h);
@@ -50,6 +43,7 @@ void gru_direction_forward(const DirectionForward<Scalar>& a) {
 
   for (index_t k = 0; k < T; ++k) {
     const index_t t = a.step_at(k);
+    gates.prepare(t);
     if (cache != nullptr) Seq<Scalar>{cache->h_prev.data(), H, H}.step(a.lay, t) = matrix(h.data(), N, H);
     const MatView<Scalar> h_view = rows_view(h.data(), N, H, H);
 
@@ -63,7 +57,7 @@ void gru_direction_forward(const DirectionForward<Scalar>& a) {
 #pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
       for (index_t n = 0; n < N; ++n) {
         if (!a.active(t, n)) continue;
-        Scalar* gate = gates.at(a.lay, t, n);
+        Scalar* gate = gates.at(t, n);
         const Scalar* p = hp.data() + n * G;
         const Scalar* h_row = h.data() + n * H;
         gru_row_reset(gate, p, h_row, rh.data() + n * H, H);  // (G2), (G4)
@@ -81,7 +75,7 @@ void gru_direction_forward(const DirectionForward<Scalar>& a) {
         std::fill(y, y + H, Scalar(0));
         continue;  // h keeps its value
       }
-      Scalar* gate = gates.at(a.lay, t, n);
+      Scalar* gate = gates.at(t, n);
       const Scalar* p = hp.data() + n * G;
       Scalar* h_row = h.data() + n * H;
       Scalar* hn_out = (cache != nullptr && lbr) ? cache->hn.data() + a.lay.row(t, n) * H : nullptr;

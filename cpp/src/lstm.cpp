@@ -24,22 +24,14 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
   const bool proj = a.config->proj_size > 0;
   LayerCache<Scalar>* cache = a.cache;
 
-  // Training keeps the activated gates in the cache; inference overwrites a scratch buffer.
-  std::vector<Scalar> scratch;
-  Scalar* gates_data;
+  // Training keeps the activated gates in the cache; inference overwrites a window of steps.
   if (cache != nullptr) {
-    cache->gates.resize(a.lay.rows() * G);
     cache->h_prev.resize(a.lay.rows() * P);
     cache->c_prev.resize(a.lay.rows() * H);
     cache->c.resize(a.lay.rows() * H);
     if (proj) cache->m.resize(a.lay.rows() * H);
-    gates_data = cache->gates.data();
-  } else {
-    scratch.resize(a.lay.rows() * G);
-    gates_data = scratch.data();
   }
-  const Seq<Scalar> gates{gates_data, G, G};
-  input_projection(a, G, gates.all(a.lay));  // (L1), input half
+  GateWindow<Scalar> gates(a, G, cache != nullptr ? &cache->gates : nullptr);  // (L1), input half
 
   std::vector<Scalar> h, h_next(N * P), c, c_next(N * H), hp(N * G), m(proj ? N * H : 0);
   load_state(a.h0, N * P, h);
@@ -50,6 +42,7 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
 
   for (index_t k = 0; k < T; ++k) {
     const index_t t = a.step_at(k);
+    gates.prepare(t);
     if (cache != nullptr) {
       Seq<Scalar>{cache->h_prev.data(), P, P}.step(a.lay, t) = matrix(h.data(), N, P);
       Seq<Scalar>{cache->c_prev.data(), H, H}.step(a.lay, t) = matrix(c.data(), N, H);
@@ -69,7 +62,7 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
         std::copy(h.data() + n * P, h.data() + (n + 1) * P, h_next.data() + n * P);
         continue;
       }
-      Scalar* gate = gates.at(a.lay, t, n);
+      Scalar* gate = gates.at(t, n);
       const Scalar* r = hp.data() + n * G;
       Scalar* m_out = proj ? m.data() + n * H : h_next.data() + n * P;
       lstm_row_forward(gate, r, c_prev, c_out, m_out, H);  // (L2)-(L4)

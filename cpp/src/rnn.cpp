@@ -20,18 +20,11 @@ void rnn_direction_forward(const DirectionForward<Scalar>& a) {
   const bool use_relu = a.config->kind == CellKind::rnn_relu;
   LayerCache<Scalar>* cache = a.cache;
 
-  std::vector<Scalar> scratch;
-  Scalar* gates_data;
+  // Training keeps the activated gates in the cache; inference overwrites a window of steps.
   if (cache != nullptr) {
-    cache->gates.resize(a.lay.rows() * H);
     cache->h_prev.resize(a.lay.rows() * H);
-    gates_data = cache->gates.data();
-  } else {
-    scratch.resize(a.lay.rows() * H);
-    gates_data = scratch.data();
   }
-  const Seq<Scalar> gates{gates_data, H, H};  // holds a, then h, per step
-  input_projection(a, H, gates.all(a.lay));   // (R1), input half
+  GateWindow<Scalar> gates(a, H, cache != nullptr ? &cache->gates : nullptr);  // (R1), input half; holds a, then h, per step
 
   std::vector<Scalar> h, hp(N * H);
   load_state(a.h0, N * H, h);
@@ -40,6 +33,7 @@ void rnn_direction_forward(const DirectionForward<Scalar>& a) {
 
   for (index_t k = 0; k < T; ++k) {
     const index_t t = a.step_at(k);
+    gates.prepare(t);
     if (cache != nullptr) Seq<Scalar>{cache->h_prev.data(), H, H}.step(a.lay, t) = matrix(h.data(), N, H);
     auto hp_map = matrix(hp.data(), N, H);
     gemm(rows_view(h.data(), N, H, H), w_hh_t, hp.data(), H, false);  // (R1), recurrent half
@@ -52,7 +46,7 @@ void rnn_direction_forward(const DirectionForward<Scalar>& a) {
         std::fill(y, y + H, Scalar(0));
         continue;  // h keeps its value
       }
-      Scalar* gate = gates.at(a.lay, t, n);
+      Scalar* gate = gates.at(t, n);
       const Scalar* r = hp.data() + n * H;
       Scalar* h_row = h.data() + n * H;  // h_prev of this row was consumed by the GEMM above
       rnn_row_forward(gate, r, h_row, H, use_relu);  // (R2)

@@ -2,6 +2,7 @@
 #pragma once
 // One direction of one layer: the unit each cell kernel implements and the network stacks.
 
+#include <algorithm>
 #include <vector>
 
 #include "detail/gemm.hpp"
@@ -66,14 +67,66 @@ MatView<Scalar> step_view(const Scalar* data, index_t cols, const Layout& lay, i
   return {data + lay.row(t, 0) * cols, lay.batch, cols, cols * lay.batch_stride(), 1};
 }
 
-// gates_all = X W_ih^T + b_ih over every step at once (one GEMM, not one per step).
+// x W_ih^T + b_ih, the input half of the gate pre-activations (one GEMM over many steps, not one
+// per step). Training projects every step at once into the buffer the cache keeps (it ends up
+// holding the activated gates); inference projects a window of steps at a time into a scratch
+// buffer of bounded size, so its memory does not grow with the sequence length.
 template <typename Scalar>
-void input_projection(const DirectionForward<Scalar>& a, index_t gate_rows, MatrixMap<Scalar> gates_all) {
-  const index_t in = a.x.cols;
-  gemm(rows_view(a.x.data, a.lay.rows(), in, a.x.ld), MatView<Scalar>{a.w.w_ih, in, gate_rows, 1, in},
-       gates_all.data(), gates_all.outerStride(), false);
-  if (a.w.b_ih != nullptr) gates_all.rowwise() += ConstVectorMap<Scalar>(a.w.b_ih, gate_rows);
-}
+class GateWindow {
+ public:
+  // a: the direction; gate_rows: G*H; keep: the cache's gate buffer (training) or null (inference)
+  GateWindow(const DirectionForward<Scalar>& a, index_t gate_rows, std::vector<Scalar>* keep)
+      : a_(a), G_(gate_rows), all_(keep != nullptr) {
+    const index_t in = a.x.cols, N = a.lay.batch, T = a.lay.steps;
+    w_ih_t_.pack({a.w.w_ih, in, G_, 1, in});
+    if (all_) {
+      keep->resize(a.lay.rows() * G_);
+      data_ = keep->data();
+      project(rows_view(a.x.data, a.lay.rows(), in, a.x.ld), data_, G_);
+      return;
+    }
+    span_ = std::max<index_t>(1, std::min<index_t>(T, kWindowElements / std::max<index_t>(1, N * G_)));
+    scratch_.resize(span_ * N * G_);
+    data_ = scratch_.data();
+  }
+
+  // Makes step t available; called by one thread at the start of each step.
+  void prepare(index_t t) {
+    if (all_ || (t >= lo_ && t < hi_)) return;
+    const index_t N = a_.lay.batch, T = a_.lay.steps, in = a_.x.cols;
+    lo_ = a_.reverse ? std::max<index_t>(0, t - span_ + 1) : t;
+    hi_ = a_.reverse ? t + 1 : std::min<index_t>(T, t + span_);
+    if (!a_.lay.batch_first) {
+      project(rows_view(a_.x.data + lo_ * N * a_.x.ld, (hi_ - lo_) * N, in, a_.x.ld), data_, G_);
+    } else {
+      for (index_t n = 0; n < N; ++n)  // the window's rows of one sequence, interleaved by batch
+        project(rows_view(a_.x.data + (n * T + lo_) * a_.x.ld, hi_ - lo_, in, a_.x.ld), data_ + n * G_, N * G_);
+    }
+  }
+
+  // The G*H projections of (t, n); t must have been prepared (training: any t).
+  Scalar* at(index_t t, index_t n) const {
+    return all_ ? data_ + a_.lay.row(t, n) * G_ : data_ + ((t - lo_) * a_.lay.batch + n) * G_;
+  }
+
+ private:
+  static constexpr index_t kWindowElements = index_t(1) << 18;  // 1 MiB of float scratch at most
+
+  void project(const MatView<Scalar>& x, Scalar* out, index_t ld_out) {
+    gemm(x, w_ih_t_, out, ld_out, false);
+    if (a_.w.b_ih == nullptr) return;
+    for (index_t r = 0; r < x.rows; ++r)
+      VectorMap<Scalar>(out + r * ld_out, G_).noalias() += ConstVectorMap<Scalar>(a_.w.b_ih, G_);
+  }
+
+  const DirectionForward<Scalar>& a_;
+  index_t G_;
+  bool all_;
+  PackedMatrix<Scalar> w_ih_t_;
+  std::vector<Scalar> scratch_;
+  Scalar* data_ = nullptr;
+  index_t span_ = 0, lo_ = 0, hi_ = 0;
+};
 
 // After the step loop: the weight gradients of the input side, and dx += dA W_ih.
 template <typename Scalar>
