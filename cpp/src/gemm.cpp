@@ -194,7 +194,8 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
       if (K == 0) break;
     }
   };
-  const bool parallel = static_cast<double>(M) * K * cols >= kParallelMacs && P > 1 && omp_get_max_threads() > 1;
+  const bool parallel = static_cast<double>(M) * K * cols >= kParallelMacs && P > 1 && omp_get_max_threads() > 1 &&
+                        !omp_in_parallel();
   if (!parallel) {
     run(0, P);
     return;

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Stacks directions and layers: bidirectional outputs side by side, inter-layer dropout, BPTT.
 
+#include <omp.h>
+
 #include <algorithm>
+#include <exception>
 #include <random>
 #include <string>
 
@@ -68,6 +71,28 @@ void make_mask(std::vector<Scalar>& mask, index_t size, double p, std::uint64_t 
   }
 }
 
+// Runs body(d) for every direction d. The two directions of a bidirectional layer are
+// independent, so with two threads they run side by side (their GEMMs then run on one thread
+// each, which gives the same results: see detail/gemm.hpp).
+template <typename Body>
+void for_each_direction(index_t D, const Body& body) {
+  if (D == 1 || omp_get_max_threads() < 2 || omp_in_parallel()) {
+    for (index_t d = 0; d < D; ++d) body(d);
+    return;
+  }
+  std::exception_ptr error[2];
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+  for (index_t d = 0; d < 2; ++d) {
+    try {
+      body(d);
+    } catch (...) {
+      error[d] = std::current_exception();
+    }
+  }
+  for (const auto& e : error)
+    if (e) std::rethrow_exception(e);
+}
+
 void check_lengths(const index_t* lengths, const SequenceShape& shape) {
   if (lengths == nullptr) return;
   for (index_t n = 0; n < shape.batch; ++n) {
@@ -118,7 +143,7 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
       out_buf.assign(lay.rows() * width, Scalar(0));
       out = out_buf.data();
     }
-    for (index_t d = 0; d < D; ++d) {
+    for_each_direction(D, [&](index_t d) {
       const index_t ld = l * D + d;
       DirectionForward<Scalar> a{&config,
                                  lay,
@@ -133,7 +158,7 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
                                  c_n != nullptr ? c_n + ld * N * H : nullptr,
                                  cache != nullptr ? &cache->layers[ld] : nullptr};
       run_forward(a);
-    }
+    });
     if (last) break;
     if (cache != nullptr) {
       if (drop) {
@@ -167,7 +192,9 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
   const index_t width = D * P;
   const index_t* lengths = cache.lengths.empty() ? nullptr : cache.lengths.data();
 
-  std::vector<Scalar> dout_buf, dx_buf;
+  // The reverse direction adds its dx into a buffer of its own, so that both directions can run
+  // at once; the sum is then taken in the same order at any thread count.
+  std::vector<Scalar> dout_buf, dx_buf, dx_reverse;
   Seq<const Scalar> dout{dy, width, width};
   for (index_t l = L - 1; l >= 0; --l) {
     const index_t in = config.layer_input_size(l);
@@ -180,7 +207,8 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
     }
     std::fill(dx_l, dx_l + lay.rows() * in, Scalar(0));
     const Scalar* x_l = l == 0 ? x : cache.inputs[l - 1].data();
-    for (index_t d = 0; d < D; ++d) {
+    if (D == 2) dx_reverse.assign(lay.rows() * in, Scalar(0));
+    for_each_direction(D, [&](index_t d) {
       const index_t ld = l * D + d;
       DirectionBackward<Scalar> a{&config,
                                   lay,
@@ -193,11 +221,13 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
                                   Seq<const Scalar>{dout.data != nullptr ? dout.data + d * P : nullptr, P, width},
                                   dh_n != nullptr ? dh_n + ld * N * P : nullptr,
                                   dc_n != nullptr ? dc_n + ld * N * H : nullptr,
-                                  Seq<Scalar>{dx_l, in, in},
+                                  Seq<Scalar>{d == 1 ? dx_reverse.data() : dx_l, in, in},
                                   dh0 + ld * N * P,
                                   dc0 != nullptr ? dc0 + ld * N * H : nullptr};
       run_backward(a);
-    }
+    });
+    if (D == 2)
+      for (index_t k = 0; k < lay.rows() * in; ++k) dx_l[k] += dx_reverse[k];
     if (l > 0) {
       // The gradient reaching layer l-1's output passes back through its dropout mask.
       if (!cache.masks[l - 1].empty()) {
