@@ -2,6 +2,7 @@
 // The extension module gatecell._core: error translation and the shared configuration type.
 
 #include "common.hpp"
+#include "gatecell/threads.hpp"
 
 namespace py = pybind11;
 using namespace gatecell;
@@ -40,6 +41,10 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("linear_before_reset", &NetworkConfig::linear_before_reset)
       .def_readwrite("dropout", &NetworkConfig::dropout)
       .def("validate", &NetworkConfig::validate);
+
+  m.def("set_num_threads", &set_num_threads, py::arg("n"),
+        "Sets the number of threads the kernels use (results are bitwise the same for any n).");
+  m.def("get_num_threads", &get_num_threads, "The number of threads the kernels use.");
 
   bindings::bind_network(m);
   bindings::bind_model(m);

@@ -25,47 +25,45 @@ void gru_direction_forward(const DirectionForward<Scalar>& a) {
   const bool lbr = a.config->linear_before_reset;
   LayerCache<Scalar>* cache = a.cache;
 
-  std::vector<Scalar> scratch;
-  Scalar* gates_data;
+  // Training keeps the activated gates in the cache; inference overwrites a window of steps.
   if (cache != nullptr) {
-    cache->gates.resize(a.lay.rows() * G);
     cache->h_prev.resize(a.lay.rows() * H);
     (lbr ? cache->hn : cache->rh).resize(a.lay.rows() * H);
-    gates_data = cache->gates.data();
-  } else {
-    scratch.resize(a.lay.rows() * G);
-    gates_data = scratch.data();
   }
-  const Seq<Scalar> gates{gates_data, G, G};
-  input_projection(a, G, gates.all(a.lay));  // (G1)
+  GateWindow<Scalar> gates(a, G, cache != nullptr ? &cache->gates : nullptr);  // (G1)
 
   std::vector<Scalar> h, hp(N * G), rh(lbr ? 0 : N * H, Scalar(0));
   load_state(a.h0, N * H, h);
-  auto w_hh = matrix(a.w.w_hh, G, H);
+  // Packed once, multiplied at every step: all of W_hh^T (linear before reset), or its r z
+  // columns and its n columns apart (original form, where the n product waits for r).
+  PackedMatrix<Scalar> w_hh_t, w_hn_t;
+  w_hh_t.pack({a.w.w_hh, H, lbr ? G : 2 * H, 1, H});
+  if (!lbr) w_hn_t.pack({a.w.w_hh + 2 * H * H, H, H, 1, H});
   MatrixMap<Scalar> hp_map{hp.data(), N, G, Eigen::OuterStride<>(G)};
 
   for (index_t k = 0; k < T; ++k) {
     const index_t t = a.step_at(k);
+    gates.prepare(t);
     if (cache != nullptr) Seq<Scalar>{cache->h_prev.data(), H, H}.step(a.lay, t) = matrix(h.data(), N, H);
-    auto h_map = matrix(h.data(), N, H);
+    const MatView<Scalar> h_view = rows_view(h.data(), N, H, H);
 
     if (lbr) {
-      hp_map.noalias() = h_map * w_hh.transpose();  // (G2), (G3) recurrent products in one GEMM
+      gemm(h_view, w_hh_t, hp.data(), G, false);  // (G2), (G3) recurrent products in one GEMM
       if (a.w.b_hh != nullptr) hp_map.rowwise() += ConstVectorMap<Scalar>(a.w.b_hh, G);
     } else {
-      hp_map.leftCols(2 * H).noalias() = h_map * w_hh.topRows(2 * H).transpose();  // (G2)
+      gemm(h_view, w_hh_t, hp.data(), G, false);  // (G2)
       if (a.w.b_hh != nullptr)
         hp_map.leftCols(2 * H).rowwise() += ConstVectorMap<Scalar>(a.w.b_hh, 2 * H);
 #pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
       for (index_t n = 0; n < N; ++n) {
         if (!a.active(t, n)) continue;
-        Scalar* gate = gates.at(a.lay, t, n);
+        Scalar* gate = gates.at(t, n);
         const Scalar* p = hp.data() + n * G;
         const Scalar* h_row = h.data() + n * H;
         gru_row_reset(gate, p, h_row, rh.data() + n * H, H);  // (G2), (G4)
       }
       // (G4) the second recurrent product needs r first.
-      hp_map.rightCols(H).noalias() = matrix(rh.data(), N, H) * w_hh.bottomRows(H).transpose();
+      gemm(rows_view(rh.data(), N, H, H), w_hn_t, hp.data() + 2 * H, G, false);
       if (a.w.b_hh != nullptr) hp_map.rightCols(H).rowwise() += ConstVectorMap<Scalar>(a.w.b_hh + 2 * H, H);
       if (cache != nullptr) Seq<Scalar>{cache->rh.data(), H, H}.step(a.lay, t) = matrix(rh.data(), N, H);
     }
@@ -77,7 +75,7 @@ void gru_direction_forward(const DirectionForward<Scalar>& a) {
         std::fill(y, y + H, Scalar(0));
         continue;  // h keeps its value
       }
-      Scalar* gate = gates.at(a.lay, t, n);
+      Scalar* gate = gates.at(t, n);
       const Scalar* p = hp.data() + n * G;
       Scalar* h_row = h.data() + n * H;
       Scalar* hn_out = (cache != nullptr && lbr) ? cache->hn.data() + a.lay.row(t, n) * H : nullptr;
@@ -103,7 +101,9 @@ void gru_direction_backward(const DirectionBackward<Scalar>& a) {
   std::vector<Scalar> dh, dh_direct(N * H), dh_next(N * H), drh(lbr ? 0 : N * H);
   load_state(a.dh_n, N * H, dh);
   const Seq<Scalar> da_seq{da.data(), G, G}, da_h_seq{da_h.data(), G, G};
-  auto w_hh = matrix(a.w.w_hh, G, H);
+  PackedMatrix<Scalar> w_hh_p, w_hn_p;  // lbr: all of W_hh; original: its r z rows, then its n rows
+  w_hh_p.pack(rows_view(a.w.w_hh, lbr ? G : 2 * H, H, H));
+  if (!lbr) w_hn_p.pack(rows_view(a.w.w_hh + 2 * H * H, H, H, H));
 
   for (index_t k = T - 1; k >= 0; --k) {
     const index_t t = a.step_at(k);
@@ -134,12 +134,12 @@ void gru_direction_backward(const DirectionBackward<Scalar>& a) {
       }
     }
 
-    auto dh_next_map = matrix(dh_next.data(), N, H);
     if (lbr) {
-      dh_next_map.noalias() = da_h_seq.step(a.lay, t) * w_hh;
+      gemm(step_view(da_h.data(), G, a.lay, t), w_hh_p, dh_next.data(), H, false);
     } else {
       // (G4) d(rh) = da_n W_hn, then r's gradient and rh's share of dh_prev.
-      matrix(drh.data(), N, H).noalias() = da_seq.step(a.lay, t).rightCols(H) * w_hh.bottomRows(H);
+      MatView<Scalar> da_t = step_view(da.data(), G, a.lay, t);
+      gemm(MatView<Scalar>{da_t.data + 2 * H, N, H, da_t.rs, 1}, w_hn_p, drh.data(), H, false);
 #pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
       for (index_t n = 0; n < N; ++n) {
         if (!a.active(t, n)) continue;
@@ -152,7 +152,7 @@ void gru_direction_backward(const DirectionBackward<Scalar>& a) {
           dh_direct[n * H + j] += drh_j * r;
         }
       }
-      dh_next_map.noalias() = da_seq.step(a.lay, t).leftCols(2 * H) * w_hh.topRows(2 * H);
+      gemm(MatView<Scalar>{da_t.data, N, 2 * H, da_t.rs, 1}, w_hh_p, dh_next.data(), H, false);
     }
     for (index_t n = 0; n < N; ++n) {
       if (!a.active(t, n)) continue;
@@ -163,16 +163,18 @@ void gru_direction_backward(const DirectionBackward<Scalar>& a) {
   const Seq<const Scalar> da_c{da.data(), G, G};
   auto da_all = da_c.all(a.lay);
   input_side_gradients(a, G, da_all);
-  auto dw_hh = matrix(a.g.w_hh, G, H);
+  const index_t rows = a.lay.rows();
+  const MatView<Scalar> h_prev_all = rows_view(cache.h_prev.data(), rows, H, H);
   if (lbr) {
     const Seq<const Scalar> da_h_c{da_h.data(), G, G};
     auto da_h_all = da_h_c.all(a.lay);
-    dw_hh.noalias() += da_h_all.transpose() * h_prev_seq.all(a.lay);
+    gemm(rows_view(da_h.data(), rows, G, G).t(), h_prev_all, a.g.w_hh, H, true);
     if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, G).noalias() += da_h_all.colwise().sum();
   } else {
     const Seq<const Scalar> rh_seq{cache.rh.data(), H, H};
-    dw_hh.topRows(2 * H).noalias() += da_all.leftCols(2 * H).transpose() * h_prev_seq.all(a.lay);
-    dw_hh.bottomRows(H).noalias() += da_all.rightCols(H).transpose() * rh_seq.all(a.lay);
+    gemm(rows_view(da.data(), rows, 2 * H, G).t(), h_prev_all, a.g.w_hh, H, true);
+    gemm(rows_view(da.data() + 2 * H, rows, H, G).t(), rows_view(rh_seq.data, rows, H, H), a.g.w_hh + 2 * H * H, H,
+         true);
     if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, G).noalias() += da_all.colwise().sum();
   }
   std::copy(dh.begin(), dh.end(), a.dh0);

@@ -24,36 +24,31 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
   const bool proj = a.config->proj_size > 0;
   LayerCache<Scalar>* cache = a.cache;
 
-  // Training keeps the activated gates in the cache; inference overwrites a scratch buffer.
-  std::vector<Scalar> scratch;
-  Scalar* gates_data;
+  // Training keeps the activated gates in the cache; inference overwrites a window of steps.
   if (cache != nullptr) {
-    cache->gates.resize(a.lay.rows() * G);
     cache->h_prev.resize(a.lay.rows() * P);
     cache->c_prev.resize(a.lay.rows() * H);
     cache->c.resize(a.lay.rows() * H);
     if (proj) cache->m.resize(a.lay.rows() * H);
-    gates_data = cache->gates.data();
-  } else {
-    scratch.resize(a.lay.rows() * G);
-    gates_data = scratch.data();
   }
-  const Seq<Scalar> gates{gates_data, G, G};
-  input_projection(a, G, gates.all(a.lay));  // (L1), input half
+  GateWindow<Scalar> gates(a, G, cache != nullptr ? &cache->gates : nullptr);  // (L1), input half
 
   std::vector<Scalar> h, h_next(N * P), c, c_next(N * H), hp(N * G), m(proj ? N * H : 0);
   load_state(a.h0, N * P, h);
   load_state(a.c0, N * H, c);
-  auto w_hh = matrix(a.w.w_hh, G, P);
+  PackedMatrix<Scalar> w_hh_t, w_hr_t;  // packed once, multiplied at every step
+  w_hh_t.pack({a.w.w_hh, P, G, 1, P});
+  if (proj) w_hr_t.pack({a.w.w_hr, H, P, 1, H});
 
   for (index_t k = 0; k < T; ++k) {
     const index_t t = a.step_at(k);
+    gates.prepare(t);
     if (cache != nullptr) {
       Seq<Scalar>{cache->h_prev.data(), P, P}.step(a.lay, t) = matrix(h.data(), N, P);
       Seq<Scalar>{cache->c_prev.data(), H, H}.step(a.lay, t) = matrix(c.data(), N, H);
     }
     auto hp_map = matrix(hp.data(), N, G);
-    hp_map.noalias() = matrix(h.data(), N, P) * w_hh.transpose();  // (L1), recurrent half
+    gemm(rows_view(h.data(), N, P, P), w_hh_t, hp.data(), G, false);  // (L1), recurrent half
     if (a.w.b_hh != nullptr) hp_map.rowwise() += ConstVectorMap<Scalar>(a.w.b_hh, G);
 
 #pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
@@ -67,7 +62,7 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
         std::copy(h.data() + n * P, h.data() + (n + 1) * P, h_next.data() + n * P);
         continue;
       }
-      Scalar* gate = gates.at(a.lay, t, n);
+      Scalar* gate = gates.at(t, n);
       const Scalar* r = hp.data() + n * G;
       Scalar* m_out = proj ? m.data() + n * H : h_next.data() + n * P;
       lstm_row_forward(gate, r, c_prev, c_out, m_out, H);  // (L2)-(L4)
@@ -76,8 +71,7 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
 
     if (proj) {
       // (L5) one GEMM for the whole batch; rows of finished sequences are restored below.
-      matrix(h_next.data(), N, P).noalias() =
-          matrix(m.data(), N, H) * matrix(a.w.w_hr, P, H).transpose();
+      gemm(rows_view(m.data(), N, H, H), w_hr_t, h_next.data(), P, false);
       for (index_t n = 0; n < N; ++n) {
         Scalar* h_row = h_next.data() + n * P;
         if (a.active(t, n)) {
@@ -132,8 +126,11 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
   std::vector<Scalar> dh, dc, dh_next(N * P), dm(proj ? N * H : 0);
   load_state(a.dh_n, N * P, dh);
   load_state(a.dc_n, N * H, dc);
+  std::vector<Scalar> tanh_c_buf(N * H);  // tanh(c) of one step, vectorised ahead of the scalar loop
   const Seq<Scalar> da_seq{da.data(), G, G};
-  auto w_hh = matrix(a.w.w_hh, G, P);
+  PackedMatrix<Scalar> w_hh_p, w_hr_p;
+  w_hh_p.pack(rows_view(a.w.w_hh, G, P, P));
+  if (proj) w_hr_p.pack(rows_view(a.w.w_hr, P, H, H));
 
   for (index_t k = T - 1; k >= 0; --k) {
     const index_t t = a.step_at(k);
@@ -148,7 +145,7 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
         }
         std::copy(dh_row, dh_row + P, dh_seq.data() + a.lay.row(t, n) * P);
       }
-      matrix(dm.data(), N, H).noalias() = matrix(dh.data(), N, P) * matrix(a.w.w_hr, P, H);
+      gemm(rows_view(dh.data(), N, P, P), w_hr_p, dm.data(), H, false);
     }
     if (a.record_dh != nullptr) record_step_dc(a, t, dh.data(), proj ? dm.data() : nullptr, dc.data());
 
@@ -162,10 +159,12 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
       const Scalar* dm_row = proj ? dm.data() + n * H : dh.data() + n * P;
       Scalar* dc_row = dc.data() + n * H;
       Scalar* d = da_seq.at(a.lay, t, n);
+      Scalar* tanh_c = tanh_c_buf.data() + n * H;
+      tanh_row(c, tanh_c, H);
       for (index_t j = 0; j < H; ++j) {
         const Scalar i = gate[j], f = gate[H + j], g = gate[2 * H + j], o = gate[3 * H + j];
         const Scalar dm_j = dm_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
-        const Scalar tc = std::tanh(c[j]);
+        const Scalar tc = tanh_c[j];
         const Scalar do_ = dm_j * tc;                                  // (L4)
         const Scalar dc_j = dc_row[j] + dm_j * o * (Scalar(1) - tc * tc);
         const Scalar di = dc_j * g, df = dc_j * c_prev[j], dg = dc_j * i;  // (L3)
@@ -178,7 +177,7 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
     }
 
     // (L1) dh_prev = da W_hh; sequences already finished keep carrying dh unchanged.
-    matrix(dh_next.data(), N, P).noalias() = da_seq.step(a.lay, t) * w_hh;
+    gemm(step_view(da.data(), G, a.lay, t), w_hh_p, dh_next.data(), P, false);
     for (index_t n = 0; n < N; ++n) {
       if (a.active(t, n))
         std::copy(dh_next.data() + n * P, dh_next.data() + (n + 1) * P, dh.data() + n * P);
@@ -189,11 +188,13 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
   auto da_all = da_c.all(a.lay);
   input_side_gradients(a, G, da_all);
   const Seq<const Scalar> h_prev{cache.h_prev.data(), P, P};
-  matrix(a.g.w_hh, G, P).noalias() += da_all.transpose() * h_prev.all(a.lay);
+  gemm(rows_view(da.data(), a.lay.rows(), G, G).t(), rows_view(h_prev.data, a.lay.rows(), P, P), a.g.w_hh, P,
+       true);
   if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, G).noalias() += da_all.colwise().sum();
   if (proj) {
     const Seq<const Scalar> dh_c{dh_seq.data(), P, P}, m_seq{cache.m.data(), H, H};
-    matrix(a.g.w_hr, P, H).noalias() += dh_c.all(a.lay).transpose() * m_seq.all(a.lay);
+    gemm(rows_view(dh_c.data, a.lay.rows(), P, P).t(), rows_view(m_seq.data, a.lay.rows(), H, H), a.g.w_hr, H,
+         true);
   }
   std::copy(dh.begin(), dh.end(), a.dh0);
   if (a.dc0 != nullptr) std::copy(dc.begin(), dc.end(), a.dc0);

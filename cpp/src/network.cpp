@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: MIT
 // Stacks directions and layers: bidirectional outputs side by side, inter-layer dropout, BPTT.
 
+#include <omp.h>
+
 #include <algorithm>
+#include <exception>
 #include <random>
 #include <string>
+
+#include <Eigen/Core>
 
 #include "detail/direction.hpp"
 
@@ -66,6 +71,28 @@ void make_mask(std::vector<Scalar>& mask, index_t size, double p, std::uint64_t 
   }
 }
 
+// Runs body(d) for every direction d. The two directions of a bidirectional layer are
+// independent, so with two threads they run side by side (their GEMMs then run on one thread
+// each, which gives the same results: see detail/gemm.hpp).
+template <typename Body>
+void for_each_direction(index_t D, const Body& body) {
+  if (D == 1 || omp_get_max_threads() < 2 || omp_in_parallel()) {
+    for (index_t d = 0; d < D; ++d) body(d);
+    return;
+  }
+  std::exception_ptr error[2];
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+  for (index_t d = 0; d < 2; ++d) {
+    try {
+      body(d);
+    } catch (...) {
+      error[d] = std::current_exception();
+    }
+  }
+  for (const auto& e : error)
+    if (e) std::rethrow_exception(e);
+}
+
 void check_lengths(const index_t* lengths, const SequenceShape& shape) {
   if (lengths == nullptr) return;
   for (index_t n = 0; n < shape.batch; ++n) {
@@ -83,6 +110,7 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
                      const Scalar* h0, const Scalar* c0, Scalar* y, Scalar* h_n, Scalar* c_n,
                      NetworkCache<Scalar>* cache, std::uint64_t dropout_seed) {
   config.validate();
+  Eigen::setNbThreads(1);  // results must not depend on the thread count (see threads.hpp)
   const index_t L = config.num_layers, D = config.directions();
   const index_t H = config.hidden_size, P = config.output_size(), N = shape.batch;
   if (static_cast<index_t>(weights.size()) != L * D)
@@ -115,7 +143,7 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
       out_buf.assign(lay.rows() * width, Scalar(0));
       out = out_buf.data();
     }
-    for (index_t d = 0; d < D; ++d) {
+    for_each_direction(D, [&](index_t d) {
       const index_t ld = l * D + d;
       DirectionForward<Scalar> a{&config,
                                  lay,
@@ -130,7 +158,7 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
                                  c_n != nullptr ? c_n + ld * N * H : nullptr,
                                  cache != nullptr ? &cache->layers[ld] : nullptr};
       run_forward(a);
-    }
+    });
     if (last) break;
     if (cache != nullptr) {
       if (drop) {
@@ -154,6 +182,7 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
                       const NetworkCache<Scalar>& cache, const Scalar* dy, const Scalar* dh_n,
                       const Scalar* dc_n, Scalar* dx, Scalar* dh0, Scalar* dc0) {
   if (!cache.filled) throw ShapeError("backward needs a forward call in training mode first");
+  Eigen::setNbThreads(1);
   const NetworkConfig& config = cache.config;
   const index_t L = config.num_layers, D = config.directions();
   const index_t H = config.hidden_size, P = config.output_size(), N = cache.shape.batch;
@@ -163,7 +192,9 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
   const index_t width = D * P;
   const index_t* lengths = cache.lengths.empty() ? nullptr : cache.lengths.data();
 
-  std::vector<Scalar> dout_buf, dx_buf;
+  // The reverse direction adds its dx into a buffer of its own, so that both directions can run
+  // at once; the sum is then taken in the same order at any thread count.
+  std::vector<Scalar> dout_buf, dx_buf, dx_reverse;
   Seq<const Scalar> dout{dy, width, width};
   for (index_t l = L - 1; l >= 0; --l) {
     const index_t in = config.layer_input_size(l);
@@ -176,7 +207,8 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
     }
     std::fill(dx_l, dx_l + lay.rows() * in, Scalar(0));
     const Scalar* x_l = l == 0 ? x : cache.inputs[l - 1].data();
-    for (index_t d = 0; d < D; ++d) {
+    if (D == 2) dx_reverse.assign(lay.rows() * in, Scalar(0));
+    for_each_direction(D, [&](index_t d) {
       const index_t ld = l * D + d;
       DirectionBackward<Scalar> a{&config,
                                   lay,
@@ -189,7 +221,7 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
                                   Seq<const Scalar>{dout.data != nullptr ? dout.data + d * P : nullptr, P, width},
                                   dh_n != nullptr ? dh_n + ld * N * P : nullptr,
                                   dc_n != nullptr ? dc_n + ld * N * H : nullptr,
-                                  Seq<Scalar>{dx_l, in, in},
+                                  Seq<Scalar>{d == 1 ? dx_reverse.data() : dx_l, in, in},
                                   dh0 + ld * N * P,
                                   dc0 != nullptr ? dc0 + ld * N * H : nullptr};
       if (cache.record_grads) {
@@ -200,7 +232,9 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
         a.record_dc = config.has_cell_state() ? layer.dc_total.data() : nullptr;
       }
       run_backward(a);
-    }
+    });
+    if (D == 2)
+      for (index_t k = 0; k < lay.rows() * in; ++k) dx_l[k] += dx_reverse[k];
     if (l > 0) {
       // The gradient reaching layer l-1's output passes back through its dropout mask.
       if (!cache.masks[l - 1].empty()) {

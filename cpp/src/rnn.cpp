@@ -20,28 +20,23 @@ void rnn_direction_forward(const DirectionForward<Scalar>& a) {
   const bool use_relu = a.config->kind == CellKind::rnn_relu;
   LayerCache<Scalar>* cache = a.cache;
 
-  std::vector<Scalar> scratch;
-  Scalar* gates_data;
+  // Training keeps the activated gates in the cache; inference overwrites a window of steps.
   if (cache != nullptr) {
-    cache->gates.resize(a.lay.rows() * H);
     cache->h_prev.resize(a.lay.rows() * H);
-    gates_data = cache->gates.data();
-  } else {
-    scratch.resize(a.lay.rows() * H);
-    gates_data = scratch.data();
   }
-  const Seq<Scalar> gates{gates_data, H, H};  // holds a, then h, per step
-  input_projection(a, H, gates.all(a.lay));   // (R1), input half
+  GateWindow<Scalar> gates(a, H, cache != nullptr ? &cache->gates : nullptr);  // (R1), input half; holds a, then h, per step
 
   std::vector<Scalar> h, hp(N * H);
   load_state(a.h0, N * H, h);
-  auto w_hh = matrix(a.w.w_hh, H, H);
+  PackedMatrix<Scalar> w_hh_t;  // packed once, multiplied at every step
+  w_hh_t.pack({a.w.w_hh, H, H, 1, H});
 
   for (index_t k = 0; k < T; ++k) {
     const index_t t = a.step_at(k);
+    gates.prepare(t);
     if (cache != nullptr) Seq<Scalar>{cache->h_prev.data(), H, H}.step(a.lay, t) = matrix(h.data(), N, H);
     auto hp_map = matrix(hp.data(), N, H);
-    hp_map.noalias() = matrix(h.data(), N, H) * w_hh.transpose();  // (R1), recurrent half
+    gemm(rows_view(h.data(), N, H, H), w_hh_t, hp.data(), H, false);  // (R1), recurrent half
     if (a.w.b_hh != nullptr) hp_map.rowwise() += ConstVectorMap<Scalar>(a.w.b_hh, H);
 
 #pragma omp parallel for schedule(static) if (N * H >= kParallelWork)
@@ -51,7 +46,7 @@ void rnn_direction_forward(const DirectionForward<Scalar>& a) {
         std::fill(y, y + H, Scalar(0));
         continue;  // h keeps its value
       }
-      Scalar* gate = gates.at(a.lay, t, n);
+      Scalar* gate = gates.at(t, n);
       const Scalar* r = hp.data() + n * H;
       Scalar* h_row = h.data() + n * H;  // h_prev of this row was consumed by the GEMM above
       rnn_row_forward(gate, r, h_row, H, use_relu);  // (R2)
@@ -72,7 +67,8 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
   std::vector<Scalar> dh, dh_next(N * H);
   load_state(a.dh_n, N * H, dh);
   const Seq<Scalar> da_seq{da.data(), H, H};
-  auto w_hh = matrix(a.w.w_hh, H, H);
+  PackedMatrix<Scalar> w_hh_p;
+  w_hh_p.pack(rows_view(a.w.w_hh, H, H, H));
 
   for (index_t k = T - 1; k >= 0; --k) {
     const index_t t = a.step_at(k);
@@ -90,7 +86,7 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
         d[j] = use_relu ? (h[j] > Scalar(0) ? dh_j : Scalar(0)) : dh_j * (Scalar(1) - h[j] * h[j]);
       }
     }
-    matrix(dh_next.data(), N, H).noalias() = da_seq.step(a.lay, t) * w_hh;  // (R1)
+    gemm(step_view(da.data(), H, a.lay, t), w_hh_p, dh_next.data(), H, false);  // (R1)
     for (index_t n = 0; n < N; ++n) {
       if (a.active(t, n))
         std::copy(dh_next.data() + n * H, dh_next.data() + (n + 1) * H, dh.data() + n * H);
@@ -101,7 +97,8 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
   auto da_all = da_c.all(a.lay);
   input_side_gradients(a, H, da_all);
   const Seq<const Scalar> h_prev{cache.h_prev.data(), H, H};
-  matrix(a.g.w_hh, H, H).noalias() += da_all.transpose() * h_prev.all(a.lay);
+  gemm(rows_view(da.data(), a.lay.rows(), H, H).t(), rows_view(h_prev.data, a.lay.rows(), H, H), a.g.w_hh, H,
+       true);
   if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, H).noalias() += da_all.colwise().sum();
   std::copy(dh.begin(), dh.end(), a.dh0);
 }

@@ -8,6 +8,8 @@
 ((5, 3, 16), (2, 3, 16))
 """
 
+from . import _core
+from ._checks import check_int
 from ._version import __version__
 from . import convert, onnx
 from .checkpoint import load, save
@@ -19,7 +21,20 @@ from .stream import Stream
 from .training import Trainer, fit
 from . import data, introspect, losses, optim
 
-__all__ = ["__version__", "Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear",
-           "module_from_config", "Embedding", "Dropout", "LastStep", "Sequential", "data", "losses", "optim",
+__all__ = ["__version__", "set_num_threads", "get_num_threads", "Module", "RNN", "LSTM", "GRU", "RNNCell",
+           "LSTMCell", "GRUCell", "Linear", "module_from_config", "Embedding", "Dropout", "LastStep", "Sequential", "data", "losses", "optim",
            "introspect", "from_torch", "Trainer", "fit", "convert", "onnx", "from_onnx",
            "save", "load", "Stream"]
+
+
+def set_num_threads(n: int) -> None:
+    """Sets how many threads gatecell's kernels use; outputs and gradients are bitwise the same for any n.
+
+    n: number of threads, >= 1
+    """
+    _core.set_num_threads(check_int("n", n, minimum=1))
+
+
+def get_num_threads() -> int:
+    """The number of threads gatecell's kernels use."""
+    return _core.get_num_threads()

@@ -6,5 +6,6 @@
 #include "gatecell/layers.hpp"
 #include "gatecell/model.hpp"
 #include "gatecell/network.hpp"
+#include "gatecell/threads.hpp"
 #include "gatecell/shapes.hpp"
 #include "gatecell/stream.hpp"

@@ -2,11 +2,14 @@
 #pragma once
 // The pointwise part of one time step for one batch row, shared by the sequence kernels and
 // the streaming step. Equation numbers refer to the headers of rnn.cpp, lstm.cpp and gru.cpp.
-// These are the functions a SIMD path specialises: each runs over H contiguous elements.
+// Each runs over H contiguous elements; for float on a CPU with AVX2 + FMA the vector kernels of
+// simd.cpp do the first multiple of 8 and the scalar loop here the rest (or all, elsewhere).
 
 #include <cmath>
+#include <type_traits>
 
 #include "detail/activations.hpp"
+#include "detail/simd.hpp"
 #include "gatecell/shapes.hpp"
 
 namespace gatecell::detail {
@@ -14,7 +17,11 @@ namespace gatecell::detail {
 // (R2) h = act(a_x + a_h). gate: in a_x [H], out h [H]; hp: a_h [H]; h: out [H].
 template <typename Scalar>
 inline void rnn_row_forward(Scalar* gate, const Scalar* hp, Scalar* h, index_t H, bool use_relu) {
-  for (index_t j = 0; j < H; ++j) {
+  index_t j = 0;
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (use_avx2()) j = rnn_row_forward_avx2(gate, hp, h, H, use_relu);
+  }
+  for (; j < H; ++j) {
     const Scalar pre = gate[j] + hp[j];
     const Scalar h_new = use_relu ? relu(pre) : std::tanh(pre);
     gate[j] = h_new;
@@ -27,7 +34,11 @@ inline void rnn_row_forward(Scalar* gate, const Scalar* hp, Scalar* h, index_t H
 template <typename Scalar>
 inline void lstm_row_forward(Scalar* gate, const Scalar* hp, const Scalar* c_prev, Scalar* c, Scalar* m,
                              index_t H) {
-  for (index_t j = 0; j < H; ++j) {
+  index_t j = 0;
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (use_avx2()) j = lstm_row_forward_avx2(gate, hp, c_prev, c, m, H);
+  }
+  for (; j < H; ++j) {
     const Scalar i = sigmoid(gate[j] + hp[j]);                    // (L2)
     const Scalar f = sigmoid(gate[H + j] + hp[H + j]);
     const Scalar g = std::tanh(gate[2 * H + j] + hp[2 * H + j]);
@@ -43,7 +54,11 @@ inline void lstm_row_forward(Scalar* gate, const Scalar* hp, const Scalar* c_pre
 // hp: h_prev W_hh^T + b_hh [3H]; h: in h_prev, out h [H]; hn: out W_hn h_prev + b_hn [H] or null.
 template <typename Scalar>
 inline void gru_row_forward_lbr(Scalar* gate, const Scalar* hp, Scalar* h, Scalar* hn, index_t H) {
-  for (index_t j = 0; j < H; ++j) {
+  index_t j = 0;
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (use_avx2()) j = gru_row_forward_lbr_avx2(gate, hp, h, hn, H);
+  }
+  for (; j < H; ++j) {
     const Scalar r = sigmoid(gate[j] + hp[j]);                    // (G2)
     const Scalar z = sigmoid(gate[H + j] + hp[H + j]);
     const Scalar n = std::tanh(gate[2 * H + j] + r * hp[2 * H + j]);  // (G3)
@@ -57,7 +72,11 @@ inline void gru_row_forward_lbr(Scalar* gate, const Scalar* hp, Scalar* h, Scala
 // gate: in x_r, out r (first H entries); hp: h_prev W_hr^T + b_hr [H]; h_prev: [H]; rh: out [H].
 template <typename Scalar>
 inline void gru_row_reset(Scalar* gate, const Scalar* hp, const Scalar* h_prev, Scalar* rh, index_t H) {
-  for (index_t j = 0; j < H; ++j) {
+  index_t j = 0;
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (use_avx2()) j = gru_row_reset_avx2(gate, hp, h_prev, rh, H);
+  }
+  for (; j < H; ++j) {
     const Scalar r = sigmoid(gate[j] + hp[j]);
     gate[j] = r;
     rh[j] = r * h_prev[j];
@@ -68,12 +87,26 @@ inline void gru_row_reset(Scalar* gate, const Scalar* hp, const Scalar* h_prev, 
 // hp: [unused, h_prev W_hz^T + b_hz, rh W_hn^T + b_hn] [3H]; h: in h_prev, out h [H].
 template <typename Scalar>
 inline void gru_row_forward_original(Scalar* gate, const Scalar* hp, Scalar* h, index_t H) {
-  for (index_t j = 0; j < H; ++j) {
+  index_t j = 0;
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (use_avx2()) j = gru_row_forward_original_avx2(gate, hp, h, H);
+  }
+  for (; j < H; ++j) {
     const Scalar z = sigmoid(gate[H + j] + hp[H + j]);
     const Scalar n = std::tanh(gate[2 * H + j] + hp[2 * H + j]);
     h[j] = (Scalar(1) - z) * n + z * h[j];
     gate[H + j] = z; gate[2 * H + j] = n;
   }
+}
+
+// y = tanh(x) over n elements (y may alias x).
+template <typename Scalar>
+inline void tanh_row(const Scalar* x, Scalar* y, index_t n) {
+  index_t j = 0;
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (use_avx2()) j = tanh_avx2(x, y, n);
+  }
+  for (; j < n; ++j) y[j] = std::tanh(x[j]);
 }
 
 }  // namespace gatecell::detail

@@ -2,8 +2,10 @@
 #pragma once
 // One direction of one layer: the unit each cell kernel implements and the network stacks.
 
+#include <algorithm>
 #include <vector>
 
+#include "detail/gemm.hpp"
 #include "detail/sequence.hpp"
 #include "gatecell/network.hpp"
 
@@ -61,23 +63,82 @@ template <typename Scalar> void lstm_direction_backward(const DirectionBackward<
 template <typename Scalar> void gru_direction_forward(const DirectionForward<Scalar>& a);
 template <typename Scalar> void gru_direction_backward(const DirectionBackward<Scalar>& a);
 
-// gates_all = X W_ih^T + b_ih over every step at once (one GEMM, not one per step).
+// The N rows of step t of a [rows, cols] buffer in the layout `lay`, as the A operand of a GEMM.
 template <typename Scalar>
-void input_projection(const DirectionForward<Scalar>& a, index_t gate_rows, MatrixMap<Scalar> gates_all) {
-  const index_t in = a.x.cols;
-  auto w_ih = matrix(a.w.w_ih, gate_rows, in);
-  gates_all.noalias() = a.x.all(a.lay) * w_ih.transpose();
-  if (a.w.b_ih != nullptr) gates_all.rowwise() += ConstVectorMap<Scalar>(a.w.b_ih, gate_rows);
+MatView<Scalar> step_view(const Scalar* data, index_t cols, const Layout& lay, index_t t) {
+  return {data + lay.row(t, 0) * cols, lay.batch, cols, cols * lay.batch_stride(), 1};
 }
+
+// x W_ih^T + b_ih, the input half of the gate pre-activations (one GEMM over many steps, not one
+// per step). Training projects every step at once into the buffer the cache keeps (it ends up
+// holding the activated gates); inference projects a window of steps at a time into a scratch
+// buffer of bounded size, so its memory does not grow with the sequence length.
+template <typename Scalar>
+class GateWindow {
+ public:
+  // a: the direction; gate_rows: G*H; keep: the cache's gate buffer (training) or null (inference)
+  GateWindow(const DirectionForward<Scalar>& a, index_t gate_rows, std::vector<Scalar>* keep)
+      : a_(a), G_(gate_rows), all_(keep != nullptr) {
+    const index_t in = a.x.cols, N = a.lay.batch, T = a.lay.steps;
+    w_ih_t_.pack({a.w.w_ih, in, G_, 1, in});
+    if (all_) {
+      keep->resize(a.lay.rows() * G_);
+      data_ = keep->data();
+      project(rows_view(a.x.data, a.lay.rows(), in, a.x.ld), data_, G_);
+      return;
+    }
+    span_ = std::max<index_t>(1, std::min<index_t>(T, kWindowElements / std::max<index_t>(1, N * G_)));
+    scratch_.resize(span_ * N * G_);
+    data_ = scratch_.data();
+  }
+
+  // Makes step t available; called by one thread at the start of each step.
+  void prepare(index_t t) {
+    if (all_ || (t >= lo_ && t < hi_)) return;
+    const index_t N = a_.lay.batch, T = a_.lay.steps, in = a_.x.cols;
+    lo_ = a_.reverse ? std::max<index_t>(0, t - span_ + 1) : t;
+    hi_ = a_.reverse ? t + 1 : std::min<index_t>(T, t + span_);
+    if (!a_.lay.batch_first) {
+      project(rows_view(a_.x.data + lo_ * N * a_.x.ld, (hi_ - lo_) * N, in, a_.x.ld), data_, G_);
+    } else {
+      for (index_t n = 0; n < N; ++n)  // the window's rows of one sequence, interleaved by batch
+        project(rows_view(a_.x.data + (n * T + lo_) * a_.x.ld, hi_ - lo_, in, a_.x.ld), data_ + n * G_, N * G_);
+    }
+  }
+
+  // The G*H projections of (t, n); t must have been prepared (training: any t).
+  Scalar* at(index_t t, index_t n) const {
+    return all_ ? data_ + a_.lay.row(t, n) * G_ : data_ + ((t - lo_) * a_.lay.batch + n) * G_;
+  }
+
+ private:
+  static constexpr index_t kWindowElements = index_t(1) << 18;  // 1 MiB of float scratch at most
+
+  void project(const MatView<Scalar>& x, Scalar* out, index_t ld_out) {
+    gemm(x, w_ih_t_, out, ld_out, false);
+    if (a_.w.b_ih == nullptr) return;
+    for (index_t r = 0; r < x.rows; ++r)
+      VectorMap<Scalar>(out + r * ld_out, G_).noalias() += ConstVectorMap<Scalar>(a_.w.b_ih, G_);
+  }
+
+  const DirectionForward<Scalar>& a_;
+  index_t G_;
+  bool all_;
+  PackedMatrix<Scalar> w_ih_t_;
+  std::vector<Scalar> scratch_;
+  Scalar* data_ = nullptr;
+  index_t span_ = 0, lo_ = 0, hi_ = 0;
+};
 
 // After the step loop: the weight gradients of the input side, and dx += dA W_ih.
 template <typename Scalar>
 void input_side_gradients(const DirectionBackward<Scalar>& a, index_t gate_rows,
                           ConstMatrixMap<Scalar> da_all) {
-  const index_t in = a.x.cols;
-  matrix(a.g.w_ih, gate_rows, in).noalias() += da_all.transpose() * a.x.all(a.lay);
+  const index_t in = a.x.cols, rows = a.lay.rows(), ld_da = da_all.outerStride();
+  const MatView<Scalar> da = rows_view(da_all.data(), rows, gate_rows, ld_da);
+  gemm(da.t(), rows_view(a.x.data, rows, in, a.x.ld), a.g.w_ih, in, true);
   if (a.g.b_ih != nullptr) VectorMap<Scalar>(a.g.b_ih, gate_rows).noalias() += da_all.colwise().sum();
-  a.dx.all(a.lay).noalias() += da_all * matrix(a.w.w_ih, gate_rows, in);
+  gemm(da, rows_view(a.w.w_ih, gate_rows, in, in), a.dx.data, a.dx.ld, true);
 }
 
 // Introspection: stores dL/dh_t = dh (carried from later steps) + dy_t for every active sequence

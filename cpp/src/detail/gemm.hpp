@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// C = A B (or C += A B) for the kernels, with results that do not depend on the thread count.
+// float on a CPU with AVX2 + FMA goes through a packed micro-kernel (gemm.cpp), chosen at run
+// time; everything else through single-threaded Eigen. Threads split C by fixed column panels,
+// so every element is summed in the same order whatever the number of threads.
+
+#include <vector>
+
+#include "gatecell/shapes.hpp"
+
+namespace gatecell::detail {
+
+// A strided matrix: element (i, j) at data[i * rs + j * cs].
+template <typename Scalar>
+struct MatView {
+  const Scalar* data;
+  index_t rows, cols, rs, cs;
+  MatView t() const { return {data, cols, rows, cs, rs}; }
+};
+
+// A row-major [rows, cols] block whose rows are `ld` apart.
+template <typename Scalar>
+inline MatView<Scalar> rows_view(const Scalar* p, index_t rows, index_t cols, index_t ld) {
+  return {p, rows, cols, ld, 1};
+}
+
+// The B operand of many products (a weight matrix), packed once before the time loop.
+template <typename Scalar>
+class PackedMatrix {
+ public:
+  // Packs b (the data stays referenced on the portable path); reuses the buffer when it fits.
+  void pack(const MatView<Scalar>& b);
+  const MatView<Scalar>& view() const { return b_; }
+  const Scalar* panels() const { return panels_.data(); }
+  bool packed() const { return !panels_.empty(); }
+
+ private:
+  MatView<Scalar> b_{nullptr, 0, 0, 0, 0};
+  std::vector<Scalar> panels_;  // [ceil(cols/16), rows, 16], zero-padded
+};
+
+// c = a b (accumulate: c += a b); c is row-major [a.rows, b.cols] with rows ldc apart.
+template <typename Scalar>
+void gemm(const MatView<Scalar>& a, const PackedMatrix<Scalar>& b, Scalar* c, index_t ldc, bool accumulate);
+
+// The same for a B used once (packed into a temporary).
+template <typename Scalar>
+void gemm(const MatView<Scalar>& a, const MatView<Scalar>& b, Scalar* c, index_t ldc, bool accumulate) {
+  PackedMatrix<Scalar> packed;
+  packed.pack(b);
+  gemm(a, packed, c, ldc, accumulate);
+}
+
+}  // namespace gatecell::detail

@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Run-time choice of the AVX2 + FMA path and the float row kernels that use it (simd.cpp).
+// Each `*_avx2` function handles the first floor(H / 8) * 8 elements of a row and returns how
+// many it did; the scalar loops in cell_math.hpp finish the row. Elsewhere they do nothing.
+
+#include "gatecell/shapes.hpp"
+
+namespace gatecell::detail {
+
+// True when this CPU has AVX2 and FMA (GATECELL_PORTABLE=1 in the environment forces false).
+bool use_avx2();
+
+index_t rnn_row_forward_avx2(float* gate, const float* hp, float* h, index_t H, bool use_relu);
+index_t lstm_row_forward_avx2(float* gate, const float* hp, const float* c_prev, float* c, float* m, index_t H);
+index_t gru_row_forward_lbr_avx2(float* gate, const float* hp, float* h, float* hn, index_t H);
+index_t gru_row_reset_avx2(float* gate, const float* hp, const float* h_prev, float* rh, index_t H);
+index_t gru_row_forward_original_avx2(float* gate, const float* hp, float* h, index_t H);
+// y = tanh(x) over n elements.
+index_t tanh_avx2(const float* x, float* y, index_t n);
+
+}  // namespace gatecell::detail

@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: MIT
+// The GEMMs of the kernels: a packed AVX2 + FMA micro-kernel for float, chosen at run time, and
+// Eigen (single-threaded) for double and for CPUs without AVX2. Each element of C is one chain
+// of multiply-adds over k in a fixed order (k blocks of fixed size), so splitting C's column
+// panels over threads never changes a result.
+
+#include "detail/gemm.hpp"
+#include "detail/simd.hpp"
+
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <type_traits>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define GATECELL_X86_AVX2 1
+#include <immintrin.h>
+#define GATECELL_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+namespace gatecell::detail {
+
+namespace {
+
+constexpr index_t kPanel = 16;          // columns per packed panel: two 8-float vectors
+constexpr index_t kDepthBlock = 256;    // k per block: a 16 KiB panel slice stays in L1
+constexpr index_t kRowBlock = 96;       // rows of A per block: stays in L2 across panels
+constexpr double kParallelMacs = 1 << 19;  // below this, a fork costs more than it saves
+
+index_t panel_count(index_t cols) { return (cols + kPanel - 1) / kPanel; }
+
+}  // namespace
+
+template <typename Scalar>
+void PackedMatrix<Scalar>::pack(const MatView<Scalar>& b) {
+  b_ = b;
+  if (!std::is_same_v<Scalar, float> || !use_avx2()) {
+    panels_.clear();
+    return;
+  }
+  const index_t K = b.rows, P = panel_count(b.cols);
+  panels_.assign(P * K * kPanel, Scalar(0));
+  for (index_t p = 0; p < P; ++p) {
+    const index_t width = std::min(kPanel, b.cols - p * kPanel);
+    Scalar* dst = panels_.data() + p * K * kPanel;
+    for (index_t k = 0; k < K; ++k) {
+      const Scalar* src = b.data + k * b.rs + p * kPanel * b.cs;
+      for (index_t j = 0; j < width; ++j) dst[k * kPanel + j] = src[j * b.cs];
+    }
+  }
+}
+
+#ifdef GATECELL_X86_AVX2
+namespace {
+
+// Adds (load_c) or writes one row of a C tile: the columns [0, width) of lo|hi.
+GATECELL_TARGET_AVX2 inline void store_row(float* row, __m256 lo, __m256 hi, index_t width, bool load_c) {
+  if (width == kPanel) {
+    _mm256_storeu_ps(row, load_c ? _mm256_add_ps(_mm256_loadu_ps(row), lo) : lo);
+    _mm256_storeu_ps(row + 8, load_c ? _mm256_add_ps(_mm256_loadu_ps(row + 8), hi) : hi);
+    return;
+  }
+  alignas(32) float tile[kPanel];
+  _mm256_store_ps(tile, lo);
+  _mm256_store_ps(tile + 8, hi);
+  for (index_t j = 0; j < width; ++j) row[j] = load_c ? row[j] + tile[j] : tile[j];
+}
+
+// MR (<= 6) rows of C times one panel of `width` columns: C (+)= A[MR, kc] B[kc, 16], one FMA
+// chain per element in k order. Named accumulators, so that all twelve stay in registers.
+template <int MR>
+GATECELL_TARGET_AVX2 inline void micro_kernel(index_t kc, const float* a, index_t rs_a, index_t cs_a,
+                                              const float* b, float* c, index_t ldc, index_t width, bool load_c) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (index_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(b + k * kPanel), b1 = _mm256_loadu_ps(b + k * kPanel + 8);
+    const float* ak = a + k * cs_a;
+    __m256 av = _mm256_broadcast_ss(ak);
+    c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+    if constexpr (MR > 1) {
+      av = _mm256_broadcast_ss(ak + rs_a);
+      c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+    }
+    if constexpr (MR > 2) {
+      av = _mm256_broadcast_ss(ak + 2 * rs_a);
+      c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+    }
+    if constexpr (MR > 3) {
+      av = _mm256_broadcast_ss(ak + 3 * rs_a);
+      c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+    }
+    if constexpr (MR > 4) {
+      av = _mm256_broadcast_ss(ak + 4 * rs_a);
+      c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
+    }
+    if constexpr (MR > 5) {
+      av = _mm256_broadcast_ss(ak + 5 * rs_a);
+      c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+    }
+  }
+  store_row(c, c00, c01, width, load_c);
+  if constexpr (MR > 1) store_row(c + ldc, c10, c11, width, load_c);
+  if constexpr (MR > 2) store_row(c + 2 * ldc, c20, c21, width, load_c);
+  if constexpr (MR > 3) store_row(c + 3 * ldc, c30, c31, width, load_c);
+  if constexpr (MR > 4) store_row(c + 4 * ldc, c40, c41, width, load_c);
+  if constexpr (MR > 5) store_row(c + 5 * ldc, c50, c51, width, load_c);
+}
+
+// One row of C times four whole panels (a matrix-vector product for batch 1): eight
+// independent FMA chains in flight instead of two. Same per-element order as micro_kernel.
+GATECELL_TARGET_AVX2 inline void row_kernel(index_t kc, const float* a, index_t cs_a, const float* b,
+                                            index_t panel_stride, float* c, bool load_c) {
+  __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+  const float *b_0 = b, *b_1 = b + panel_stride, *b_2 = b + 2 * panel_stride, *b_3 = b + 3 * panel_stride;
+  for (index_t k = 0; k < kc; ++k) {
+    const __m256 av = _mm256_broadcast_ss(a + k * cs_a);
+    const index_t o = k * kPanel;
+    c0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b_0 + o), c0); c1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b_0 + o + 8), c1);
+    c2 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b_1 + o), c2); c3 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b_1 + o + 8), c3);
+    c4 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b_2 + o), c4); c5 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b_2 + o + 8), c5);
+    c6 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b_3 + o), c6); c7 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b_3 + o + 8), c7);
+  }
+  store_row(c, c0, c1, kPanel, load_c);
+  store_row(c + kPanel, c2, c3, kPanel, load_c);
+  store_row(c + 2 * kPanel, c4, c5, kPanel, load_c);
+  store_row(c + 3 * kPanel, c6, c7, kPanel, load_c);
+}
+
+// Copies A[m0:m1, k0:k0+kc] into groups of 6 rows, k-major ([group][k][6], zero-padded): the
+// micro-kernel then reads A contiguously whatever its strides (a transposed A, as in the weight
+// gradients, would otherwise touch one cache line per k, 4 KiB apart).
+void pack_a(const MatView<float>& a, index_t m0, index_t m1, index_t k0, index_t kc, float* out) {
+  for (index_t g = m0; g < m1; g += 6) {
+    const index_t rows = std::min<index_t>(6, m1 - g);
+    for (index_t k = 0; k < kc; ++k) {
+      const float* src = a.data + g * a.rs + (k0 + k) * a.cs;
+      float* dst = out + ((g - m0) * kc) + k * 6;
+      for (index_t i = 0; i < rows; ++i) dst[i] = src[i * a.rs];
+      for (index_t i = rows; i < 6; ++i) dst[i] = 0.0f;
+    }
+  }
+}
+
+// Rows [m0, m1) of C for one k block, panels [p0, p1); ap: that block of A as pack_a leaves it.
+GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index_t K, index_t cols,
+                                     index_t k0, index_t kc, index_t m0, index_t m1, index_t p0, index_t p1,
+                                     float* c, index_t ldc, bool load_c) {
+  const index_t stride = K * kPanel;
+  auto a_row = [&](index_t m) { return ap + ((m - m0) / 6) * 6 * kc + (m - m0) % 6; };
+  for (index_t p = p0; p < p1;) {
+    const float* b = panels + p * stride + k0 * kPanel;
+    const index_t width = std::min(kPanel, cols - p * kPanel);
+    float* cp = c + p * kPanel;
+    // One row at a time (batch 1) is a matrix-vector product: four panels at once keep eight
+    // independent FMA chains in flight instead of two.
+    if (m1 - m0 < 3 && p + 4 <= p1 && (p + 4) * kPanel <= cols) {
+      for (index_t m = m0; m < m1; ++m)
+        row_kernel(kc, a_row(m), 6, b, stride, cp + m * ldc, load_c);
+      p += 4;
+      continue;
+    }
+    index_t m = m0;
+    for (; m + 6 <= m1; m += 6)
+      micro_kernel<6>(kc, a_row(m), 1, 6, b, cp + m * ldc, ldc, width, load_c);
+    const float* am = a_row(m);
+    switch (m1 - m) {
+      case 5: micro_kernel<5>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
+      case 4: micro_kernel<4>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
+      case 3: micro_kernel<3>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
+      case 2: micro_kernel<2>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
+      case 1: micro_kernel<1>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
+      default: break;
+    }
+    ++p;
+  }
+}
+
+void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, index_t ldc, bool accumulate) {
+  const index_t M = a.rows, K = a.cols, cols = b.view().cols, P = panel_count(cols);
+  auto run = [&](index_t p0, index_t p1) {
+    // Per thread, grown once and kept: the time loops call this at every step.
+    thread_local std::vector<float> a_pack;
+    const std::size_t need = static_cast<std::size_t>(kRowBlock + 6) * kDepthBlock;
+    if (a_pack.size() < need) a_pack.resize(need);
+    for (index_t k0 = 0; k0 < K || k0 == 0; k0 += kDepthBlock) {
+      const index_t kc = std::min(kDepthBlock, K - k0);
+      for (index_t m0 = 0; m0 < M; m0 += kRowBlock) {
+        const index_t m1 = std::min(M, m0 + kRowBlock);
+        pack_a(a, m0, m1, k0, kc, a_pack.data());
+        block_avx2(a_pack.data(), b.panels(), K, cols, k0, kc, m0, m1, p0, p1, c, ldc, accumulate || k0 > 0);
+      }
+      if (K == 0) break;
+    }
+  };
+  const bool parallel = static_cast<double>(M) * K * cols >= kParallelMacs && P > 1 && omp_get_max_threads() > 1 &&
+                        !omp_in_parallel();
+  if (!parallel) {
+    run(0, P);
+    return;
+  }
+#pragma omp parallel
+  {
+    const index_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+    run(P * id / nt, P * (id + 1) / nt);
+  }
+}
+
+}  // namespace
+#endif
+
+template <typename Scalar>
+void gemm(const MatView<Scalar>& a, const PackedMatrix<Scalar>& b, Scalar* c, index_t ldc, bool accumulate) {
+  if (a.rows == 0 || b.view().cols == 0) return;
+#ifdef GATECELL_X86_AVX2
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (b.packed()) {
+      gemm_avx2(a, b, c, ldc, accumulate);
+      return;
+    }
+  }
+#endif
+  using Strided = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
+                             Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
+  using Out = Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
+                         Eigen::OuterStride<>>;
+  const MatView<Scalar>& bv = b.view();
+  Strided am(a.data, a.rows, a.cols, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(a.rs, a.cs));
+  Strided bm(bv.data, bv.rows, bv.cols, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(bv.rs, bv.cs));
+  Out cm(c, a.rows, bv.cols, Eigen::OuterStride<>(ldc));
+  if (a.cols == 0) {
+    if (!accumulate) cm.setZero();
+  } else if (accumulate) {
+    cm.noalias() += am * bm;
+  } else {
+    cm.noalias() = am * bm;
+  }
+}
+
+template class PackedMatrix<float>;
+template class PackedMatrix<double>;
+template void gemm<float>(const MatView<float>&, const PackedMatrix<float>&, float*, index_t, bool);
+template void gemm<double>(const MatView<double>&, const PackedMatrix<double>&, double*, index_t, bool);
+
+}  // namespace gatecell::detail

@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: MIT
+"""Outputs and every gradient are bitwise identical at 1, 2 and 4 threads."""
+
+import numpy as np
+import pytest
+
+import gatecell as gc
+
+# Sizes on both sides of the kernels' thresholds for going parallel and for the batch-1 path.
+CASES = [
+    ("LSTM", dict(), 7, 1, 5, 9),
+    ("LSTM", dict(), 6, 40, 33, 130),
+    ("LSTM", dict(num_layers=2, bidirectional=True), 5, 17, 24, 70),
+    ("LSTM", dict(proj_size=19, batch_first=True), 6, 36, 12, 120),
+    ("GRU", dict(), 9, 1, 11, 64),
+    ("GRU", dict(bidirectional=True), 5, 48, 20, 100),
+    ("GRU", dict(linear_before_reset=False, num_layers=2), 5, 33, 16, 128),
+    ("RNN", dict(), 8, 64, 40, 257),
+    ("RNN", dict(nonlinearity="relu", bidirectional=True, batch_first=True), 6, 3, 9, 31),
+]
+
+
+def run_once(kind, kwargs, T, N, I, H, dtype, threads, lengths):
+    gc.set_num_threads(threads)
+    m = getattr(gc, kind)(I, H, dtype=dtype, seed=3, **kwargs)
+    rng = np.random.default_rng(5)
+    batch_first = kwargs.get("batch_first", False)
+    x = rng.standard_normal((N, T, I) if batch_first else (T, N, I)).astype(dtype)
+    out, state = m(x, lengths=lengths)
+    dx, dstate = m.backward(rng.standard_normal(out.shape).astype(dtype))
+    flat = lambda s: list(s) if isinstance(s, tuple) else [s]  # noqa: E731
+    return [out, *flat(state), dx, *flat(dstate), *m.grads.values()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind,kwargs,T,N,I,H", CASES)
+def test_bitwise_identical_across_thread_counts(kind, kwargs, T, N, I, H, dtype):
+    before = gc.get_num_threads()
+    try:
+        lengths = None if N < 3 else np.random.default_rng(N).integers(1, T + 1, size=N)
+        runs = {n: run_once(kind, kwargs, T, N, I, H, dtype, n, lengths) for n in (1, 2, 4)}
+    finally:
+        gc.set_num_threads(before)
+    for n in (2, 4):
+        for k, (a, b) in enumerate(zip(runs[1], runs[n])):
+            assert a.tobytes() == b.tobytes(), f"array {k} differs between 1 and {n} threads"
+
+
+def test_set_num_threads_checks_its_argument():
+    with pytest.raises(ValueError, match="n"):
+        gc.set_num_threads(0)
+    with pytest.raises(TypeError, match="n"):
+        gc.set_num_threads(1.5)
