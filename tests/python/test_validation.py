@@ -173,3 +173,21 @@ def test_absurd_sizes(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
 
+
+
+@pytest.mark.parametrize("make", [lambda: gc.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2),
+                                  lambda: gc.GRU(3, 4, num_layers=2, linear_before_reset=False),
+                                  lambda: gc.RNN(3, 4, bidirectional=True)])
+@pytest.mark.parametrize("shape", [(0, 2, 3), (5, 0, 3), (0, 0, 3)])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_core_empty_sequences(make, shape, batch_first):
+    """T = 0 or N = 0 (which the layers refuse or pass through) is valid for the core, training included."""
+    m = make()
+    w, g = m._weights(m._params), m._weights(m._grads)
+    x = np.zeros(shape, np.float32)
+    lengths = np.zeros(shape[0 if batch_first else 1], np.int64)
+    y, h_n, _, cache = _core.network_forward(m._config, w, x, lengths, batch_first=batch_first, training=True)
+    assert y.shape == shape[:2] + (m.num_directions * (m.proj_size or m.hidden_size),)
+    assert np.all(h_n == 0)  # no step ran: the state is h0 (zeros)
+    dx, dh0, _ = _core.network_backward(cache, w, g, x, y)
+    assert dx.shape == shape and np.all(dh0 == 0)
