@@ -37,7 +37,11 @@ std::vector<Out> read_weights(const NetworkConfig& c, const py::sequence& seq, s
                      std::to_string(py::len(seq)));
   std::vector<Out> out(L * D);
   for (index_t ld = 0; ld < L * D; ++ld) {
-    auto entry = py::reinterpret_borrow<py::sequence>(seq[ld]);
+    py::object item = seq[ld];
+    if (!py::isinstance<py::sequence>(item) || py::isinstance<py::str>(item))
+      throw TypeError_(std::string(what) + "[" + std::to_string(ld) + "]: expected a tuple (w_ih, w_hh, b_ih, b_hh, w_hr), got " +
+                       std::string(py::str(item.get_type().attr("__name__"))));
+    auto entry = py::reinterpret_borrow<py::sequence>(item);
     if (py::len(entry) != 5) throw ShapeError(std::string(what) + ": each entry must be (w_ih, w_hh, b_ih, b_hh, w_hr)");
     const WeightShapes s = weight_shapes(c, ld / D);
     auto get = [&](int k, const char* field, const std::vector<index_t>& shape,

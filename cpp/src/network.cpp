@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <exception>
+#include <limits>
 #include <random>
+#include <stdexcept>
 #include <string>
 
 #include <Eigen/Core>
@@ -13,6 +15,17 @@
 #include "detail/direction.hpp"
 
 namespace gatecell {
+
+namespace {
+
+// a * b for non-negative sizes, or ShapeError when the product leaves the 64-bit range.
+index_t checked_product(index_t a, index_t b, const std::string& what) {
+  if (a != 0 && b > std::numeric_limits<index_t>::max() / a)
+    throw ShapeError(what + " overflows 64-bit indexing (" + std::to_string(a) + " * " + std::to_string(b) + ")");
+  return a * b;
+}
+
+}  // namespace
 
 void NetworkConfig::validate() const {
   auto fail = [](const std::string& what) { throw ShapeError(what); };
@@ -25,6 +38,10 @@ void NetworkConfig::validate() const {
     fail("proj_size must be smaller than hidden_size (" + std::to_string(hidden_size) + "), got " +
          std::to_string(proj_size));
   if (!(dropout >= 0.0 && dropout <= 1.0)) fail("dropout must be in [0, 1], got " + std::to_string(dropout));
+  // Every weight matrix's element count must be representable: G*H rows times the widest input.
+  const index_t gate_rows = checked_product(gates(), hidden_size, "hidden_size: gates * hidden_size");
+  const index_t layer_in = checked_product(directions(), output_size(), "hidden_size: directions * output size");
+  checked_product(gate_rows, std::max({input_size, layer_in, output_size()}), "input_size/hidden_size: weight size");
 }
 
 namespace {
@@ -102,6 +119,17 @@ void check_lengths(const index_t* lengths, const SequenceShape& shape) {
   }
 }
 
+// The largest sequence buffer (T*N rows of the widest row) must be indexable with 64 bits; a
+// wrapped product would size a buffer too small and the kernels would write past it.
+void check_buffer_sizes(const NetworkConfig& config, const SequenceShape& shape) {
+  const index_t rows = checked_product(shape.steps, shape.batch, "steps * batch");
+  const index_t widest = std::max({config.input_size, config.gates() * config.hidden_size,
+                                   config.directions() * config.output_size()});
+  if (rows != 0 && widest > std::numeric_limits<index_t>::max() / rows)
+    throw std::length_error("gatecell: a sequence buffer of " + std::to_string(rows) + " rows of " +
+                            std::to_string(widest) + " elements exceeds 64-bit indexing");
+}
+
 }  // namespace
 
 template <typename Scalar>
@@ -117,6 +145,7 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
     throw ShapeError("weights: expected " + std::to_string(L * D) + " (layer, direction) entries, got " +
                      std::to_string(weights.size()));
   if (shape.steps < 0 || shape.batch < 0) throw ShapeError("steps and batch must be >= 0");
+  check_buffer_sizes(config, shape);
   check_lengths(lengths, shape);
   const Layout lay{shape.steps, shape.batch, shape.batch_first};
   const index_t width = D * P;  // one layer's output row

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["as_dtype", "check_int", "check_bool", "check_float", "as_float_array", "to_numpy", "shape_str"]
+__all__ = ["INT64_MAX", "as_dtype", "check_int", "check_bool", "check_float", "as_float_array", "to_numpy", "shape_str"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -29,13 +29,18 @@ def as_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def check_int(name: str, value: Any, minimum: int | None = None) -> int:
-    """An integer (not bool, not float) no smaller than `minimum`."""
+INT64_MAX = 2**63 - 1  # sizes cross into C++ as int64
+
+
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (not bool, not float) in [`minimum`, `maximum`]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: expected an int <= {maximum}, got {value}")
     return value
 
 

@@ -10,13 +10,14 @@ keyed like torch state dicts.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _core
-from ._checks import (as_dtype, as_float_array, check_bool, check_float, check_int, shape_str,
+from ._checks import (INT64_MAX, as_dtype, as_float_array, check_bool, check_float, check_int, shape_str,
                       to_numpy)
 
 __all__ = ["Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear", "MODULE_TYPES",
@@ -38,6 +39,18 @@ class Module:
         self._params: Dict[str, Array] = {}
         self._grads: Dict[str, Array] = {}
         self.training = True
+        # backward calls on one module take turns, so concurrent ones add every gradient exactly.
+        self._backward_lock = threading.Lock()
+
+    def _reserve(self, count: int) -> None:
+        """Fails with MemoryError up front when `count` parameters (and as many gradients) cannot fit.
+
+        One allocation of the total, released at once: otherwise an absurd size (num_layers=10**9)
+        would run thousands of small allocations until the system, not Python, stops the process.
+        """
+        if 2 * count * self.dtype.itemsize > INT64_MAX:
+            raise MemoryError(f"parameters: {count} values of {self.dtype} exceed the addressable memory")
+        np.empty(2 * count, dtype=self.dtype)
 
     def _add_parameter(self, name: str, shape: Tuple[int, ...], bound: float) -> None:
         # torch's default: every parameter uniform(-1/sqrt(hidden), 1/sqrt(hidden)).
@@ -124,14 +137,14 @@ class _RecurrentBase(Module):
                  batch_first: bool, dropout: float, bidirectional: bool, proj_size: int,
                  linear_before_reset: bool, dtype: Any, seed: Optional[int]) -> None:
         super().__init__(dtype, seed)
-        self.input_size = check_int("input_size", input_size, minimum=1)
-        self.hidden_size = check_int("hidden_size", hidden_size, minimum=1)
-        self.num_layers = check_int("num_layers", num_layers, minimum=1)
+        self.input_size = check_int("input_size", input_size, minimum=1, maximum=INT64_MAX)
+        self.hidden_size = check_int("hidden_size", hidden_size, minimum=1, maximum=INT64_MAX)
+        self.num_layers = check_int("num_layers", num_layers, minimum=1, maximum=INT64_MAX)
         self.bias = check_bool("bias", bias)
         self.batch_first = check_bool("batch_first", batch_first)
         self.dropout = check_float("dropout", dropout, 0.0, 1.0)
         self.bidirectional = check_bool("bidirectional", bidirectional)
-        self.proj_size = check_int("proj_size", proj_size, minimum=0)
+        self.proj_size = check_int("proj_size", proj_size, minimum=0, maximum=INT64_MAX)
         if self.proj_size >= self.hidden_size:
             raise ValueError(f"proj_size: expected a value < hidden_size ({self.hidden_size}), got {self.proj_size}")
         self.linear_before_reset = check_bool("linear_before_reset", linear_before_reset)
@@ -151,6 +164,10 @@ class _RecurrentBase(Module):
         gates = {"lstm": 4, "gru": 3}.get(kind, 1) * self.hidden_size
         out = self.proj_size or self.hidden_size
         bound = 1.0 / math.sqrt(self.hidden_size)
+        def per_direction(in_size: int) -> int:
+            return gates * (in_size + out + 2 * self.bias) + self.proj_size * self.hidden_size
+        self._reserve(self.num_directions * (per_direction(self.input_size) + (self.num_layers - 1)
+                                             * per_direction(self.num_directions * out)))
         self._entries = []  # per (layer, direction): the five names in the order _core expects
         for layer in range(self.num_layers):
             in_size = self.input_size if layer == 0 else self.num_directions * out
@@ -285,8 +302,9 @@ class _RecurrentBase(Module):
         if unbatched:
             dh_n = None if dh_n is None else dh_n.reshape(dh_n.shape[0], 1, -1)
             dc_n = None if dc_n is None else dc_n.reshape(dc_n.shape[0], 1, -1)
-        dx, dh0, dc0 = _core.network_backward(saved["cache"], self._weights(self._params),
-                                              self._weights(self._grads), saved["x"], dy, dh_n, dc_n)
+        with self._backward_lock:
+            dx, dh0, dc0 = _core.network_backward(saved["cache"], self._weights(self._params),
+                                                  self._weights(self._grads), saved["x"], dy, dh_n, dc_n)
         if unbatched:
             dx = dx.reshape(dx.shape[0], dx.shape[2])
             dh0 = dh0.reshape(dh0.shape[0], dh0.shape[2])
@@ -464,9 +482,10 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = np.float32,
                  seed: Optional[int] = None) -> None:
         super().__init__(dtype, seed)
-        self.in_features = check_int("in_features", in_features, minimum=1)
-        self.out_features = check_int("out_features", out_features, minimum=1)
+        self.in_features = check_int("in_features", in_features, minimum=1, maximum=INT64_MAX)
+        self.out_features = check_int("out_features", out_features, minimum=1, maximum=INT64_MAX)
         self.bias = check_bool("bias", bias)
+        self._reserve(self.out_features * (self.in_features + self.bias))
         bound = 1.0 / math.sqrt(self.in_features)  # torch's default for Linear
         self._add_parameter("weight", (self.out_features, self.in_features), bound)
         if self.bias:
@@ -495,9 +514,10 @@ class Linear(Module):
         if dy.shape != expected:
             raise ValueError(f"dout: expected shape {shape_str(expected)} (the output's), got {shape_str(dy.shape)}")
         dy2, x2 = dy.reshape(-1, self.out_features), x.reshape(-1, self.in_features)
-        self._grads["weight"] += dy2.T @ x2
-        if self.bias:
-            self._grads["bias"] += dy2.sum(axis=0)
+        with self._backward_lock:
+            self._grads["weight"] += dy2.T @ x2
+            if self.bias:
+                self._grads["bias"] += dy2.sum(axis=0)
         return dy @ self._params["weight"]
 
     def config(self) -> Dict[str, Any]:

@@ -14,9 +14,10 @@ inline Scalar sigmoid(Scalar x) {
   return e / (Scalar(1) + e);
 }
 
+// A NaN passes through (as in torch and NumPy's maximum) instead of becoming a silent 0.
 template <typename Scalar>
 inline Scalar relu(Scalar x) {
-  return x > Scalar(0) ? x : Scalar(0);
+  return x < Scalar(0) ? Scalar(0) : x;
 }
 
 }  // namespace gatecell::detail
