@@ -156,3 +156,15 @@ def test_train_save_then_generate_from_the_checkpoint(monkeypatch, tmp_path, cap
     capsys.readouterr()
     assert cli.main(["generate", "--checkpoint", path, "--length", "15", "--prime", "A "]) == 0
     assert capsys.readouterr().out.startswith("A ")
+
+
+def test_bench_runs_end_to_end(tmp_path, capsys):
+    """`gatecell bench` on tiny configurations: every framework runs, the tables are written."""
+    pytest.importorskip("torch")
+    md, js = tmp_path / "b.md", tmp_path / "b.json"
+    assert cli.main(["bench", "--quick", "--threads", "1", "--configs", "lstm-6-2-3-4-1", "gru-6-1-3-4-1-bi",
+                     "--json", str(js), "--markdown", str(md)]) == 0
+    table = md.read_text()
+    assert "LSTM 6 2 3 4 1" in table and "GRU 6 1 3 4 1 bi" in table
+    results = json.loads(js.read_text())["results"]
+    assert len(results) == 4 and all(r["ms"]["gatecell"] > 0 and r["ms"]["torch"] > 0 for r in results)
