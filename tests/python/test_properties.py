@@ -97,8 +97,11 @@ def test_forward_matches_reference(net, dtype):
     record("hypothesis forward vs reference", dtype, max(errs))
     assert max(errs) <= TOL[np.dtype(dtype)], f"{cfg}: relative error {max(errs):.3e}"
     m.train()
-    out_train, _ = m(x, state, lengths=lengths)  # no dropout: training mode computes the same values
-    np.testing.assert_array_equal(out_train, out)
+    # No dropout, so training mode computes the same values; not always the same bits, because
+    # inference projects the input a window of steps at a time and float64 products of other
+    # shapes may round differently (bitwise equality holds within a mode: test_determinism.py).
+    out_train, _ = m(x, state, lengths=lengths)
+    assert rel_err(out_train, out) <= TOL[np.dtype(dtype)]
 
 
 def _loss_and_grads(m, x, state, lengths, dy, dstate):
