@@ -2,7 +2,7 @@
 """A first look at gatecell: run an LSTM, backpropagate through time, and train it a little.
 
 The task: a 2-layer LSTM reads 20 random numbers and must output their running mean.
-Hand-written Adam on the layer protocol (forward, backward, parameters, grads), no framework.
+The layer protocol (forward, backward, parameters, grads) with gc.optim.Adam, no framework.
 """
 
 import time
@@ -19,7 +19,7 @@ def main() -> None:
     head = gc.Linear(32, 1, seed=0)
     print(lstm, head, sep="\n")
 
-    state = {}
+    opt = gc.optim.Adam([lstm, head], lr=1e-2)
     start = time.perf_counter()
     for step in range(301):
         x = rng.uniform(-1, 1, size=(T, N, 1)).astype(np.float32)
@@ -29,15 +29,8 @@ def main() -> None:
         loss = float(np.mean((pred - target) ** 2))
         dpred = (2.0 / pred.size) * (pred - target)
         lstm.backward(head.backward(dpred))
-        for m in (lstm, head):  # Adam, written out (lr 1e-2, betas 0.9 and 0.999)
-            for name, p in m.parameters().items():
-                g = m.grads[name]
-                mom, vel = state.setdefault((id(m), name), (np.zeros_like(p), np.zeros_like(p)))
-                mom += 0.1 * (g - mom)
-                vel += 0.001 * (g * g - vel)
-                k = step + 1
-                p -= 1e-2 * (mom / (1 - 0.9**k)) / (np.sqrt(vel / (1 - 0.999**k)) + 1e-8)
-            m.zero_grad()
+        opt.step()
+        opt.zero_grad()
         if step % 100 == 0:
             print(f"step {step:4d}  mse {loss:.5f}")
     print(f"300 training steps in {time.perf_counter() - start:.1f} s; "

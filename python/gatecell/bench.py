@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 import gatecell as gc
+from gatecell.convert import torch_to_onnx
 
 __all__ = ["Config", "DEFAULT_CONFIGS", "QUICK_CONFIGS", "main"]
 
@@ -78,9 +79,6 @@ DEFAULT_CONFIGS = [Config.parse(s) for s in (
     "lstm-100-32-128-256-2-bi")]
 QUICK_CONFIGS = [Config.parse(s) for s in (
     "lstm-100-32-128-256-1", "gru-100-32-128-256-1", "rnn-100-32-128-256-1", "lstm-512-1-64-64-1")]
-
-# torch's gate blocks -> ONNX's: LSTM i f g o -> i o f c, GRU r z n -> z r h.
-ONNX_GATE_ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn": [0]}
 
 
 def _set_threads(n: int, torch_mod) -> None:
@@ -228,20 +226,13 @@ def onnx_model(cfg: Config, state: Dict[str, np.ndarray], onnx):
     from onnx import TensorProto, helper, numpy_helper
 
     op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cfg.kind]
-    order = ONNX_GATE_ORDER[cfg.kind]
     H, D = cfg.H, 2 if cfg.bidirectional else 1
-
-    def reorder(w: np.ndarray) -> np.ndarray:
-        return np.concatenate([w[k * H:(k + 1) * H] for k in order], axis=0)
 
     nodes, inits = [], []
     current = "X"
     for layer in range(cfg.layers):
-        suffixes = [f"_l{layer}"] + ([f"_l{layer}_reverse"] if cfg.bidirectional else [])
-        W = np.stack([reorder(state["weight_ih" + s]) for s in suffixes])
-        R = np.stack([reorder(state["weight_hh" + s]) for s in suffixes])
-        B = np.stack([np.concatenate([reorder(state["bias_ih" + s]), reorder(state["bias_hh" + s])])
-                      for s in suffixes])
+        onnx_weights = torch_to_onnx(cfg.kind, state, layer)
+        W, R, B = onnx_weights["W"], onnx_weights["R"], onnx_weights["B"]
         names = [f"W{layer}", f"R{layer}", f"B{layer}"]
         inits += [numpy_helper.from_array(a.astype(np.float32), n) for a, n in zip((W, R, B), names)]
         attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")

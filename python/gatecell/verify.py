@@ -9,13 +9,13 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from .convert import torch_to_onnx
 from .layers import GRU, LSTM, RNN
 
 __all__ = ["random_config", "check_torch", "check_onnx", "run_verify"]
 
 _CLASSES = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}
 # ONNX gate order from torch's: LSTM i f g o -> i o f c; GRU r z n -> z r h.
-_ONNX_ORDER = {"LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2], "RNN": [0]}
 
 
 def random_config(rng: np.random.Generator) -> Dict[str, Any]:
@@ -122,20 +122,11 @@ def check_onnx(cfg: Dict[str, Any], seed: int) -> Optional[Dict[str, float]]:
     out, state = layer(x, lengths=lengths)
     h_n = state[0] if cfg["kind"] == "LSTM" else state
     H, D = cfg["hidden_size"], 2 if cfg["bidirectional"] else 1
-    order = _ONNX_ORDER[cfg["kind"]]
-    p = layer.parameters()
-
-    def blocks(a: np.ndarray) -> np.ndarray:
-        return np.concatenate([a[k * H:(k + 1) * H] for k in order], axis=0)
-
-    sfx = ["_l0", "_l0_reverse"][:D]
-    W = np.stack([blocks(p["weight_ih" + s]) for s in sfx])
-    R = np.stack([blocks(p["weight_hh" + s]) for s in sfx])
-    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R")]
+    onnx_weights = torch_to_onnx(cfg["kind"].lower(), layer.parameters())
+    inits = [numpy_helper.from_array(onnx_weights["W"], "W"), numpy_helper.from_array(onnx_weights["R"], "R")]
     inputs = ["X", "W", "R"]
-    if cfg["bias"]:
-        B = np.stack([np.concatenate([blocks(p["bias_ih" + s]), blocks(p["bias_hh" + s])]) for s in sfx])
-        inits.append(numpy_helper.from_array(B, "B"))
+    if onnx_weights["B"] is not None:
+        inits.append(numpy_helper.from_array(onnx_weights["B"], "B"))
         inputs.append("B")
     else:
         inputs.append("")
