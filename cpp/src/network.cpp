@@ -38,6 +38,13 @@ void NetworkConfig::validate() const {
     fail("proj_size must be smaller than hidden_size (" + std::to_string(hidden_size) + "), got " +
          std::to_string(proj_size));
   if (!(dropout >= 0.0 && dropout <= 1.0)) fail("dropout must be in [0, 1], got " + std::to_string(dropout));
+  if (!(clip >= 0.0)) fail("clip must be >= 0 (0 for no clipping), got " + std::to_string(clip));
+  if ((input_forget || peepholes) && kind != CellKind::lstm) fail("input_forget and peepholes are LSTM only");
+  if (!activations.empty() && static_cast<index_t>(activations.size()) != directions() * activation_count())
+    fail("activations: expected " + std::to_string(directions() * activation_count()) + " functions, got " +
+         std::to_string(activations.size()));
+  // The kernels for these variants are being written; until then refuse rather than ignore them.
+  if (has_variants()) fail("activations, clip, input_forget and peepholes are not implemented by the kernels yet");
   // Every weight matrix's element count must be representable: G*H rows times the widest input.
   const index_t gate_rows = checked_product(gates(), hidden_size, "hidden_size: gates * hidden_size");
   const index_t layer_in = checked_product(directions(), output_size(), "hidden_size: directions * output size");
