@@ -43,6 +43,8 @@ void NetworkConfig::validate() const {
   if (!activations.empty() && static_cast<index_t>(activations.size()) != directions() * activation_count())
     fail("activations: expected " + std::to_string(directions() * activation_count()) + " functions, got " +
          std::to_string(activations.size()));
+  if (reverse && bidirectional) fail("reverse applies to unidirectional networks only");
+  if (reverse) fail("reverse (ONNX direction=\"reverse\") is not implemented by the network yet");
   // The kernels for these variants are being written; until then refuse rather than ignore them.
   if (has_variants()) fail("activations, clip, input_forget and peepholes are not implemented by the kernels yet");
   // Every weight matrix's element count must be representable: G*H rows times the widest input.

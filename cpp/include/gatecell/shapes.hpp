@@ -61,6 +61,8 @@ struct NetworkConfig {
   double clip = 0.0;          // > 0: every gate pre-activation is clipped to [-clip, clip] (ONNX `clip`)
   bool input_forget = false;  // LSTM: coupled gates, f = 1 - i (ONNX `input_forget`)
   bool peepholes = false;     // LSTM: w_peep [3H] = (p_i, p_f, p_o) per layer and direction (ONNX `P`)
+  bool reverse = false;       // unidirectional only: the one direction runs backwards in time, each
+                              // sequence from its own last valid step (ONNX direction="reverse")
 
   // Number of gate blocks stacked in W_ih rows: 1 (RNN), 4 (LSTM), 3 (GRU).
   index_t gates() const { return kind == CellKind::lstm ? 4 : kind == CellKind::gru ? 3 : 1; }
@@ -75,6 +77,7 @@ struct NetworkConfig {
   index_t activation_count() const { return kind == CellKind::lstm ? 3 : kind == CellKind::gru ? 2 : 1; }
   // True when any variant option is set, i.e. the cells are not torch.nn's.
   bool has_variants() const { return !activations.empty() || clip > 0.0 || input_forget || peepholes; }
+  // (reverse is not a cell variant: the cells are torch's, only the time order differs)
 
   // Throws ShapeError naming the first inconsistent field.
   void validate() const;
