@@ -47,7 +47,7 @@ export PYTHONPATH="$STAGE:$SITE"
 LD_PRELOAD="$PRELOAD" ASAN_OPTIONS=$ASAN:detect_leaks=0 "$PY" -S -c \
   "import gatecell; assert gatecell.__file__.startswith('$STAGE'), 'not the sanitized build: ' + gatecell.__file__"
 LD_PRELOAD="$PRELOAD" ASAN_OPTIONS=$ASAN:detect_leaks=0 CI=true "$PY" -S -m pytest -q -p no:cacheprovider \
-  tests/python/test_errors.py tests/python/test_validation.py tests/python/test_gradcheck.py \
+  tests/python/test_errors.py tests/python/test_validation.py tests/python/test_gradcheck.py tests/python/test_variants.py \
   tests/python/test_fuzz.py tests/python/test_properties.py \
   tests/python/test_concurrency.py tests/python/test_numerics.py tests/python/test_repeatability.py
 echo "sanitize: ctest and Python suites clean under ASan+UBSan"

@@ -84,15 +84,15 @@ def to_torch(module: Module) -> Any:
     module: a gatecell RNN/LSTM/GRU, cell, Linear or Embedding (torch has no original-form GRU, no
             cell variants, and gatecell's Sequential has no torch counterpart)
     """
-    torch = _torch()
     cfg = dict(module.config())
+    variants = [k for k in ("activations", "clip", "input_forget", "peepholes") if k in cfg]
+    if variants:
+        raise ValueError(f"module: torch.nn has no cell with {', '.join(variants)} (gatecell's ONNX cell variants)")
+    torch = _torch()
     kind = cfg.pop("type")
     if kind not in _RECURRENT + _CELLS + ("Linear", "Embedding"):
         raise TypeError(f"module: expected a gatecell RNN, LSTM, GRU, cell, Linear or Embedding, got {kind}")
     dtype = getattr(torch, cfg.pop("dtype"))
-    variants = [k for k in ("activations", "clip", "input_forget", "peepholes") if k in cfg]
-    if variants:
-        raise ValueError(f"module: torch.nn has no cell with {', '.join(variants)} (gatecell's ONNX cell variants)")
     if kind in ("GRU", "GRUCell") and not cfg.pop("linear_before_reset"):
         raise ValueError("module: torch has no GRU with linear_before_reset=False (the original Cho et al. form)")
     twin = getattr(torch.nn, kind)(**cfg, dtype=dtype)

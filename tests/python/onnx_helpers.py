@@ -80,3 +80,29 @@ def to_layout0(feeds):
 def output_to_layout1(name, value):
     """A layout-0 output (Y [T,D,N,H], Y_h/Y_c [D,N,H]) in layout 1 (Y [N,T,D,H], [N,D,H])."""
     return value.transpose(2, 0, 1, 3) if name == "Y" else value.transpose(1, 0, 2)
+
+
+def random_optional_inputs(rng, feeds, op, steps, batch, directions, hidden, layout, uniform, lengths=True):
+    """Adds random sequence_lens (when `lengths`; zeros included), initial_h and initial_c to `feeds`.
+
+    uniform(*shape): random values of the inputs' dtype
+    """
+    if rng.random() < 0.5 and lengths:
+        feeds["sequence_lens"] = rng.integers(0 if rng.random() < 0.3 else 1, steps + 1, size=batch).astype(np.int32)
+    state = (batch, directions, hidden) if layout else (directions, batch, hidden)
+    if rng.random() < 0.5:
+        feeds["initial_h"] = uniform(*state)
+    if op == "LSTM" and rng.random() < 0.5:
+        feeds["initial_c"] = uniform(*state)
+
+
+def random_outputs(rng, op):
+    """A random non-empty choice of the operator's outputs: names, '' for those skipped, none trailing."""
+    n_out = 3 if op == "LSTM" else 2
+    outputs = [name if rng.random() < 0.7 else "" for name in OUTPUTS[:n_out]]
+    if not any(outputs):
+        k = int(rng.integers(n_out))
+        outputs[k] = OUTPUTS[k]
+    while not outputs[-1]:
+        outputs.pop()
+    return outputs

@@ -12,7 +12,7 @@ import gatecell as gc  # noqa: E402
 from conftest import CASES, record  # noqa: E402
 from helpers import assert_close  # noqa: E402
 from onnx_helpers import (GATES, OUTPUTS, make_node, node_cases, output_to_layout1,  # noqa: E402
-                          run_ort, run_reference, to_layout0)
+                          random_optional_inputs, random_outputs, run_ort, run_reference, to_layout0)
 
 NODE_CASES = node_cases()
 
@@ -69,21 +69,8 @@ def random_case(seed, dtype=None, reference=False):
     feeds = {"X": uniform(*batch, I), "W": uniform(D, G * H, I, scale=0.8), "R": uniform(D, G * H, H, scale=0.8)}
     if rng.random() < 0.7:
         feeds["B"] = uniform(D, 2 * G * H, scale=0.5)
-    if rng.random() < 0.5 and not reference:
-        feeds["sequence_lens"] = rng.integers(0 if rng.random() < 0.3 else 1, T + 1, size=N).astype(np.int32)
-    state = (N, D, H) if layout else (D, N, H)
-    if rng.random() < 0.5:
-        feeds["initial_h"] = uniform(*state)
-    if op == "LSTM" and rng.random() < 0.5:
-        feeds["initial_c"] = uniform(*state)
-    n_out = 3 if op == "LSTM" else 2
-    outputs = [name if rng.random() < 0.7 else "" for name in OUTPUTS[:n_out]]
-    if not any(outputs):
-        k = int(rng.integers(n_out))
-        outputs[k] = OUTPUTS[k]
-    while not outputs[-1]:
-        outputs.pop()
-    return op, feeds, attrs, outputs
+    random_optional_inputs(rng, feeds, op, T, N, D, H, layout, uniform, lengths=not reference)
+    return op, feeds, attrs, random_outputs(rng, op)
 
 
 RANDOM_CASES = 600

@@ -13,8 +13,8 @@ from gatecell._checks import ACTIVATION_DEFAULTS  # noqa: E402
 
 from conftest import CASES, record  # noqa: E402
 from helpers import assert_close  # noqa: E402
-from onnx_helpers import (GATES, OUTPUTS, make_node, output_to_layout1, run_ort, run_reference,  # noqa: E402
-                          to_layout0)
+from onnx_helpers import (GATES, OUTPUTS, make_node, output_to_layout1, random_optional_inputs,  # noqa: E402
+                          random_outputs, run_ort, run_reference, to_layout0)
 
 NAMES = list(ACTIVATION_DEFAULTS)
 COUNT = {"RNN": 1, "GRU": 2, "LSTM": 3}
@@ -78,22 +78,10 @@ def random_variant_case(seed):
              "R": uniform(D, G * H, H, scale=0.5)}  # unbounded gates (Affine, Relu, ...) stay well conditioned
     if rng.random() < 0.7:
         feeds["B"] = uniform(D, 2 * G * H, scale=0.5)
-    if rng.random() < 0.5:
-        feeds["sequence_lens"] = rng.integers(0 if rng.random() < 0.3 else 1, T + 1, size=N).astype(np.int32)
-    state = (N, D, H) if layout else (D, N, H)
-    if rng.random() < 0.5:
-        feeds["initial_h"] = uniform(*state)
-    if op == "LSTM" and rng.random() < 0.5:
-        feeds["initial_c"] = uniform(*state)
+    random_optional_inputs(rng, feeds, op, T, N, D, H, layout, uniform)
     if op == "LSTM" and rng.random() < 0.6:
         feeds["P"] = uniform(D, 3 * H)
-    n_out = 3 if op == "LSTM" else 2
-    outputs = [name if rng.random() < 0.7 else "" for name in OUTPUTS[:n_out]]
-    if not any(outputs):
-        outputs[n_out - 1] = OUTPUTS[n_out - 1]
-    while not outputs[-1]:
-        outputs.pop()
-    return op, feeds, attrs, outputs
+    return op, feeds, attrs, random_outputs(rng, op)
 
 
 RANDOM_CASES = 330  # 110 per operator: every function in every role of each operator
