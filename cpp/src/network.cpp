@@ -13,6 +13,7 @@
 #include <Eigen/Core>
 
 #include "detail/direction.hpp"
+#include "detail/step.hpp"
 
 namespace gatecell {
 
@@ -62,6 +63,7 @@ using detail::Seq;
 
 template <typename Scalar>
 void run_forward(const DirectionForward<Scalar>& a) {
+  if (detail::step_kernel_applies(a)) return detail::step_direction_forward(a);  // batch-1 inference
   switch (a.config->kind) {
     case CellKind::rnn_tanh:
     case CellKind::rnn_relu: detail::rnn_direction_forward(a); break;
