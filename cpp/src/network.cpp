@@ -14,6 +14,7 @@
 #include <Eigen/Core>
 
 #include "detail/direction.hpp"
+#include "detail/step.hpp"
 #include "detail/variants.hpp"
 
 namespace gatecell {
@@ -71,6 +72,7 @@ using detail::Seq;
 template <typename Scalar>
 void run_forward(const DirectionForward<Scalar>& a) {
   if (a.config->has_variants()) return detail::variant_direction_forward(a);
+  if (detail::step_kernel_applies(a)) return detail::step_direction_forward(a);  // batch-1 inference
   switch (a.config->kind) {
     case CellKind::rnn_tanh:
     case CellKind::rnn_relu: detail::rnn_direction_forward(a); break;

@@ -1,18 +1,13 @@
 // SPDX-License-Identifier: MIT
 // AVX2 + FMA versions of the row kernels of detail/cell_math.hpp, for float; compiled for any
-// x86-64 (function-level target attributes) and called only when the CPU has the instructions.
-// exp is a range reduction x = n ln2 + r with a degree-6 polynomial for e^r (relative error
-// about 2e-7); sigmoid and tanh are built from it with a true division.
+// x86-64 (function-level target attributes) and called only when the CPU has the instructions;
+// the vector sigmoid and tanh are in detail/simd_avx2.hpp.
 
 #include "detail/simd.hpp"
 
 #include <cstdlib>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define GATECELL_X86_AVX2 1
-#include <immintrin.h>
-#define GATECELL_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#endif
+#include "detail/simd_avx2.hpp"
 
 namespace gatecell::detail {
 
@@ -30,50 +25,8 @@ bool use_avx2() {
 }
 
 #ifdef GATECELL_X86_AVX2
-namespace {
 
-using V = __m256;
-
-GATECELL_TARGET_AVX2 inline V set1(float v) { return _mm256_set1_ps(v); }
-
-// e^x, x clamped to [-87.3, 88.3] so that 2^n stays a normal float.
-GATECELL_TARGET_AVX2 inline V exp8(V x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, set1(-87.3f)), set1(88.3f));
-  const V n = _mm256_round_ps(_mm256_mul_ps(x, set1(1.44269504088896341f)),
-                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  // r = x - n ln2, with ln2 split in two so that n * ln2_hi is exact.
-  V r = _mm256_fnmadd_ps(n, set1(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, set1(-2.12194440e-4f), r);
-  V p = set1(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, set1(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, set1(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, set1(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, set1(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, set1(5.0000001201e-1f));
-  const V r2 = _mm256_mul_ps(r, r);
-  const V er = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), set1(1.0f));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(er, _mm256_castsi256_ps(e));
-}
-
-GATECELL_TARGET_AVX2 inline V sigmoid8(V x) {
-  const V one = set1(1.0f);
-  return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-}
-
-// tanh x = sign(x) (1 - e^{-2|x|}) / (1 + e^{-2|x|}): the exponent is never positive.
-GATECELL_TARGET_AVX2 inline V tanh8(V x) {
-  const V sign = _mm256_and_ps(x, set1(-0.0f));
-  const V ax = _mm256_andnot_ps(set1(-0.0f), x);
-  const V e = exp8(_mm256_mul_ps(ax, set1(-2.0f)));
-  const V one = set1(1.0f);
-  return _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e)), sign);
-}
-
-GATECELL_TARGET_AVX2 inline V ld(const float* p) { return _mm256_loadu_ps(p); }
-GATECELL_TARGET_AVX2 inline void st(float* p, V v) { _mm256_storeu_ps(p, v); }
-
-}  // namespace
+using namespace avx2;
 
 GATECELL_TARGET_AVX2 index_t rnn_row_forward_avx2(float* gate, const float* hp, float* h, index_t H,
                                                  bool use_relu) {

@@ -23,7 +23,7 @@ def as_dtype(dtype: Any) -> np.dtype:
     """The layer dtype: float32 or float64, given as a NumPy type, dtype or name."""
     try:
         dt = np.dtype(dtype)
-    except TypeError as exc:
+    except (TypeError, ValueError, SyntaxError) as exc:  # np.dtype(",") parses the string: SyntaxError
         raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from exc
     if dt not in _FLOAT_DTYPES:
         raise TypeError(f"dtype: expected float32 or float64, got {dt}")

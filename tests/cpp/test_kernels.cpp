@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include <utility>
+
 #include <gatecell/gatecell.hpp>
 
 #include "helpers.hpp"
@@ -84,20 +86,44 @@ std::vector<double> naive_forward(const gatecell::NetworkConfig& c, const gatece
 
 }  // namespace
 
+// N = 1 runs on the step kernel (8-unit blocks, a GEMM for inputs of 48 and more), N = 3 on
+// the batched kernels: widths below, at and across the blocks.
 TEST_CASE_TEMPLATE("sequence forward matches a naive loop", Scalar, float, double) {
-  for (const auto& c : gatecell_test::config_grid(3, 5, false)) {
-    for (index_t N : {1, 3}) {
-      CAPTURE(static_cast<int>(c.kind));
-      CAPTURE(c.proj_size);
-      CAPTURE(c.linear_before_reset);
-      gatecell::Network<Scalar> net(c, false, 7);
-      const index_t T = 6;
-      const auto x = gatecell_test::random_vector<Scalar>(T * N * c.input_size, 11);
-      const auto out = net.forward(x, T, N);
-      const auto ref = naive_forward(c, net.parameters(), x, T, N);
-      std::vector<Scalar> ref_s(ref.begin(), ref.end());
-      CHECK(max_abs_diff(out.y.data(), ref_s.data(), ref.size()) < 10 * gatecell_test::tolerance<Scalar>());
+  for (const auto& [I, H] : std::vector<std::pair<index_t, index_t>>{{3, 5}, {9, 16}, {50, 13}}) {
+    for (const auto& c : gatecell_test::config_grid(I, H, false)) {
+      for (index_t N : {1, 3}) {
+        CAPTURE(I);
+        CAPTURE(H);
+        CAPTURE(static_cast<int>(c.kind));
+        CAPTURE(c.proj_size);
+        CAPTURE(c.linear_before_reset);
+        CAPTURE(N);
+        gatecell::Network<Scalar> net(c, false, 7);
+        const index_t T = 6;
+        const auto x = gatecell_test::random_vector<Scalar>(T * N * c.input_size, 11);
+        const auto out = net.forward(x, T, N);
+        const auto ref = naive_forward(c, net.parameters(), x, T, N);
+        std::vector<Scalar> ref_s(ref.begin(), ref.end());
+        CHECK(max_abs_diff(out.y.data(), ref_s.data(), ref.size()) < 10 * gatecell_test::tolerance<Scalar>());
+      }
     }
+  }
+}
+
+TEST_CASE_TEMPLATE("a batch-1 sequence of length 0 outputs zeros and keeps its initial state", Scalar, float,
+                   double) {
+  for (const auto& c : gatecell_test::config_grid(4, 9, true)) {
+    CAPTURE(static_cast<int>(c.kind));
+    gatecell::Network<Scalar> net(c, false, 3);
+    const index_t T = 4, P = c.output_size(), L = c.num_layers;
+    const auto x = gatecell_test::random_vector<Scalar>(T * c.input_size, 5);
+    const auto h0 = gatecell_test::random_vector<Scalar>(L * P, 6);
+    const auto c0 = c.has_cell_state() ? gatecell_test::random_vector<Scalar>(L * c.hidden_size, 7)
+                                       : std::vector<Scalar>{};
+    const auto out = net.forward(x, T, 1, {0}, h0, c0);
+    CHECK(out.y == std::vector<Scalar>(T * P, Scalar(0)));
+    CHECK(out.h_n == h0);
+    CHECK(out.c_n == c0);
   }
 }
 

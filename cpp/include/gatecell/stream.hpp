@@ -44,8 +44,8 @@ class Stream {
     CellKind kind;
     bool linear_before_reset;
     index_t in, H, P;     // input width, hidden size, output width (P = H without projection)
-    index_t w_ih, w_hh, w_hn, w_hr, b_ih, b_hh;  // offsets into packed_ (-1: absent); w_hn: original GRU
-    index_t h_offset, c_offset;  // into state_
+    index_t cell;         // offset into packed_ of the fused step kernel's weights
+    index_t h_offset, c_offset;  // into state_ (c_offset -1: no cell state)
   };
   struct Stage {  // one child: a run of recurrent layers, or a Linear (offsets into packed_)
     bool recurrent;
@@ -53,15 +53,12 @@ class Stream {
     index_t weight = -1, bias = -1;
     index_t in = 0, out = 0;
   };
-  // Appends W [rows, cols] (row-major) to packed_ in the matrix-vector product's panel layout,
-  // or as it is (panels = false, for vectors); returns its offset, -1 for a null w.
-  index_t pack(const Scalar* w, index_t rows, index_t cols, bool panels);
   const Scalar* packed(index_t offset) const { return offset < 0 ? nullptr : packed_.data() + offset; }
   index_t batch_, input_size_ = 0, output_size_ = 0;
   std::vector<Stage> stages_;
   std::vector<Scalar> state_;
   std::vector<Scalar> packed_;
-  std::vector<Scalar> gate_, hp_, m_, rh_, ping_, pong_, out_;
+  std::vector<Scalar> work_, h_prev_, ping_, pong_, out_;
 };
 
 }  // namespace gatecell
