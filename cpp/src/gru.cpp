@@ -183,16 +183,14 @@ void gru_direction_backward(const DirectionBackward<Scalar>& a) {
   const index_t rows = a.lay.rows();
   const MatView<Scalar> h_prev_all = rows_view(cache.h_prev.data(), rows, H, H);
   if (lbr) {
-    const Seq<const Scalar> da_h_c{da_h.data(), G, G};
-    auto da_h_all = da_h_c.all(a.lay);
     gemm(rows_view(da_h.data(), rows, G, G).t(), h_prev_all, a.g.w_hh, H, true);
-    if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, G).noalias() += da_h_all.colwise().sum();
+    if (a.g.b_hh != nullptr) add_column_sums(da_h.data(), rows, G, G, a.g.b_hh);
   } else {
     const Seq<const Scalar> rh_seq{cache.rh.data(), H, H};
     gemm(rows_view(da.data(), rows, 2 * H, G).t(), h_prev_all, a.g.w_hh, H, true);
     gemm(rows_view(da.data() + 2 * H, rows, H, G).t(), rows_view(rh_seq.data, rows, H, H), a.g.w_hh + 2 * H * H, H,
          true);
-    if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, G).noalias() += da_all.colwise().sum();
+    if (a.g.b_hh != nullptr) add_column_sums(da.data(), rows, G, G, a.g.b_hh);
   }
 }
 

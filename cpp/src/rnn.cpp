@@ -104,7 +104,7 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
   const Seq<const Scalar> h_prev{cache.h_prev.data(), H, H};
   gemm(rows_view(da.data(), a.lay.rows(), H, H).t(), rows_view(h_prev.data, a.lay.rows(), H, H), a.g.w_hh, H,
        true);
-  if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, H).noalias() += da_all.colwise().sum();
+  if (a.g.b_hh != nullptr) add_column_sums(da.data(), a.lay.rows(), H, H, a.g.b_hh);
 }
 
 template void rnn_direction_forward<float>(const DirectionForward<float>&);

@@ -208,6 +208,22 @@ void for_each_row_block(index_t batch, int team, const Body& body) {
   if (error) std::rethrow_exception(error);
 }
 
+// out[j] += sum over r of a[r * ld + j] (a bias gradient from the stacked dA), summed in row
+// order; a walk down the columns of a row-major buffer would touch one cache line per element.
+// Threads take fixed blocks of columns, so the sums do not depend on their number.
+template <typename Scalar>
+void add_column_sums(const Scalar* a, index_t rows, index_t cols, index_t ld, Scalar* out) {
+  constexpr index_t kColumns = 256;  // one block's partial sums stay in L1
+  const index_t blocks = (cols + kColumns - 1) / kColumns;
+#pragma omp parallel for schedule(static) if (blocks > 1 && rows * cols >= (index_t(1) << 20) && !omp_in_parallel())
+  for (index_t b = 0; b < blocks; ++b) {
+    const index_t j0 = b * kColumns, width = std::min(kColumns, cols - j0);
+    Eigen::Matrix<Scalar, 1, Eigen::Dynamic> sum = Eigen::Matrix<Scalar, 1, Eigen::Dynamic>::Zero(width);
+    for (index_t r = 0; r < rows; ++r) sum.noalias() += ConstVectorMap<Scalar>(a + r * ld + j0, width);
+    VectorMap<Scalar>(out + j0, width).noalias() += sum;
+  }
+}
+
 // After the step loop: the weight gradients of the input side, and dx += dA W_ih.
 template <typename Scalar>
 void input_side_gradients(const DirectionBackward<Scalar>& a, index_t gate_rows,
@@ -215,7 +231,7 @@ void input_side_gradients(const DirectionBackward<Scalar>& a, index_t gate_rows,
   const index_t in = a.x.cols, rows = a.lay.rows(), ld_da = da_all.outerStride();
   const MatView<Scalar> da = rows_view(da_all.data(), rows, gate_rows, ld_da);
   gemm(da.t(), rows_view(a.x.data, rows, in, a.x.ld), a.g.w_ih, in, true);
-  if (a.g.b_ih != nullptr) VectorMap<Scalar>(a.g.b_ih, gate_rows).noalias() += da_all.colwise().sum();
+  if (a.g.b_ih != nullptr) add_column_sums(da_all.data(), rows, gate_rows, ld_da, a.g.b_ih);
   gemm(da, rows_view(a.w.w_ih, gate_rows, in, in), a.dx.data, a.dx.ld, true);
 }
 
