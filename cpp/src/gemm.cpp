@@ -238,6 +238,17 @@ void gemm(const MatView<Scalar>& a, const PackedMatrix<Scalar>& b, Scalar* c, in
   }
 }
 
+template <typename Scalar>
+bool gemm_rows_independent() {
+#ifdef GATECELL_X86_AVX2
+  return std::is_same_v<Scalar, float> && use_avx2();
+#else
+  return false;
+#endif
+}
+
+template bool gemm_rows_independent<float>();
+template bool gemm_rows_independent<double>();
 template class PackedMatrix<float>;
 template class PackedMatrix<double>;
 template void gemm<float>(const MatView<float>&, const PackedMatrix<float>&, float*, index_t, bool);

@@ -31,83 +31,88 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
     cache->c.resize(a.lay.rows() * H);
     if (proj) cache->m.resize(a.lay.rows() * H);
   }
-  GateWindow<Scalar> gates(a, G, cache != nullptr ? &cache->gates : nullptr);  // (L1), input half
-
-  std::vector<Scalar> h, h_next(N * P), c, c_next(N * H), hp(N * G), m(proj ? N * H : 0);
-  load_state(a.h0, N * P, h);
-  load_state(a.c0, N * H, c);
+  GateWindow<Scalar> window(a, G, cache != nullptr ? &cache->gates : nullptr);  // (L1), input half
   PackedMatrix<Scalar> w_hh_t, w_hr_t;  // packed once, multiplied at every step
   w_hh_t.pack({a.w.w_hh, P, G, 1, P});
   if (proj) w_hr_t.pack({a.w.w_hr, H, P, 1, H});
 
-  for (index_t k = 0; k < T; ++k) {
-    const index_t t = a.step_at(k);
-    gates.prepare(t);
-    if (cache != nullptr) {
-      Seq<Scalar>{cache->h_prev.data(), P, P}.step(a.lay, t) = matrix(h.data(), N, P);
-      Seq<Scalar>{cache->c_prev.data(), H, H}.step(a.lay, t) = matrix(c.data(), N, H);
-    }
-    auto hp_map = matrix(hp.data(), N, G);
-    gemm(rows_view(h.data(), N, P, P), w_hh_t, hp.data(), G, false);  // (L1), recurrent half
-    if (a.w.b_hh != nullptr) hp_map.rowwise() += ConstVectorMap<Scalar>(a.w.b_hh, G);
-
-#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
-    for (index_t n = 0; n < N; ++n) {
-      Scalar* y = a.y.at(a.lay, t, n);
-      const Scalar* c_prev = c.data() + n * H;
-      Scalar* c_out = c_next.data() + n * H;
-      if (!a.active(t, n)) {
-        std::fill(y, y + P, Scalar(0));
-        std::copy(c_prev, c_prev + H, c_out);
-        std::copy(h.data() + n * P, h.data() + (n + 1) * P, h_next.data() + n * P);
-        continue;
+  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+    const index_t nb = n1 - n0;
+    auto gates = window.rows(n0, n1);
+    std::vector<Scalar> h, h_next(nb * P), c, c_next(nb * H), hp(nb * G), m(proj ? nb * H : 0);
+    load_state(a.h0, P, n0, n1, h);
+    load_state(a.c0, H, n0, n1, c);
+    for (index_t k = 0; k < T; ++k) {
+      const index_t t = a.step_at(k);
+      gates.prepare(t);
+      gemm(rows_view(h.data(), nb, P, P), w_hh_t, hp.data(), G, false);  // (L1), recurrent half
+      for (index_t n = n0; n < n1; ++n) {
+        const index_t i = n - n0;
+        const Scalar* h_prev = h.data() + i * P;
+        const Scalar* c_prev = c.data() + i * H;
+        Scalar* y = a.y.at(a.lay, t, n);
+        Scalar* c_out = c_next.data() + i * H;
+        if (cache != nullptr) {
+          std::copy(h_prev, h_prev + P, cache->h_prev.data() + a.lay.row(t, n) * P);
+          std::copy(c_prev, c_prev + H, cache->c_prev.data() + a.lay.row(t, n) * H);
+        }
+        if (!a.active(t, n)) {
+          std::fill(y, y + P, Scalar(0));
+          std::copy(c_prev, c_prev + H, c_out);
+          std::copy(h_prev, h_prev + P, h_next.data() + i * P);
+          continue;
+        }
+        Scalar* r = hp.data() + i * G;
+        if (a.w.b_hh != nullptr) VectorMap<Scalar>(r, G).noalias() += ConstVectorMap<Scalar>(a.w.b_hh, G);
+        Scalar* m_out = proj ? m.data() + i * H : h_next.data() + i * P;
+        lstm_row_forward(gates.at(t, n), r, c_prev, c_out, m_out, H);  // (L2)-(L4)
+        if (!proj) std::copy(m_out, m_out + H, y);
       }
-      Scalar* gate = gates.at(t, n);
-      const Scalar* r = hp.data() + n * G;
-      Scalar* m_out = proj ? m.data() + n * H : h_next.data() + n * P;
-      lstm_row_forward(gate, r, c_prev, c_out, m_out, H);  // (L2)-(L4)
-      if (!proj) std::copy(m_out, m_out + H, y);
-    }
 
-    if (proj) {
-      // (L5) one GEMM for the whole batch; rows of finished sequences are restored below.
-      gemm(rows_view(m.data(), N, H, H), w_hr_t, h_next.data(), P, false);
-      for (index_t n = 0; n < N; ++n) {
-        Scalar* h_row = h_next.data() + n * P;
-        if (a.active(t, n)) {
-          std::copy(h_row, h_row + P, a.y.at(a.lay, t, n));
-          if (cache != nullptr)
-            std::copy(m.data() + n * H, m.data() + (n + 1) * H,
-                      cache->m.data() + a.lay.row(t, n) * H);
-        } else {
-          std::copy(h.data() + n * P, h.data() + (n + 1) * P, h_row);
+      if (proj) {
+        // (L5) one GEMM for the block; rows of finished sequences are restored below.
+        gemm(rows_view(m.data(), nb, H, H), w_hr_t, h_next.data(), P, false);
+        for (index_t n = n0; n < n1; ++n) {
+          const index_t i = n - n0;
+          Scalar* h_row = h_next.data() + i * P;
+          if (a.active(t, n)) {
+            std::copy(h_row, h_row + P, a.y.at(a.lay, t, n));
+            if (cache != nullptr)
+              std::copy(m.data() + i * H, m.data() + (i + 1) * H, cache->m.data() + a.lay.row(t, n) * H);
+          } else {
+            std::copy(h.data() + i * P, h.data() + (i + 1) * P, h_row);
+          }
         }
       }
+      if (cache != nullptr)
+        for (index_t n = n0; n < n1; ++n)
+          std::copy(c_next.data() + (n - n0) * H, c_next.data() + (n - n0 + 1) * H,
+                    cache->c.data() + a.lay.row(t, n) * H);
+      h.swap(h_next);
+      c.swap(c_next);
     }
-    if (cache != nullptr) Seq<Scalar>{cache->c.data(), H, H}.step(a.lay, t) = matrix(c_next.data(), N, H);
-    h.swap(h_next);
-    c.swap(c_next);
-  }
-  std::copy(h.begin(), h.end(), a.h_n);
-  if (a.c_n != nullptr) std::copy(c.begin(), c.end(), a.c_n);
+    std::copy(h.begin(), h.end(), a.h_n + n0 * P);
+    if (a.c_n != nullptr) std::copy(c.begin(), c.end(), a.c_n + n0 * H);
+  });
 }
 
 // Introspection: dL/dh_t (see record_step_dh) and dL/dc_t = dc (carried) + dm_t o (1 - tanh^2 c_t)  (L3)-(L4)
-// for step t; dm is [N, H] with a projection (dh already holds dy_t then), else null (dm_t = dL/dh_t).
+// for the sequences [n0, n1) of step t; dh and dc are [n1 - n0, P] and [n1 - n0, H]; dm is
+// [n1 - n0, H] with a projection (dh already holds dy_t then), else null (dm_t = dL/dh_t).
 template <typename Scalar>
 void record_step_dc(const DirectionBackward<Scalar>& a, index_t t, const Scalar* dh, const Scalar* dm,
-                    const Scalar* dc) {
+                    const Scalar* dc, index_t n0, index_t n1) {
   const index_t H = a.config->hidden_size, P = a.config->output_size();
-  record_step_dh(a, t, dh, P, dm != nullptr);
-  for (index_t n = 0; n < a.lay.batch; ++n) {
+  record_step_dh(a, t, dh, P, dm != nullptr, n0, n1);
+  for (index_t n = n0; n < n1; ++n) {
     if (!a.active(t, n)) continue;
-    const index_t row = a.lay.row(t, n);
+    const index_t row = a.lay.row(t, n), i = n - n0;
     const Scalar* o = a.cache->gates.data() + row * 4 * H + 3 * H;
     const Scalar* c = a.cache->c.data() + row * H;
-    const Scalar* dm_row = dm != nullptr ? dm + n * H : a.record_dh + row * P;
+    const Scalar* dm_row = dm != nullptr ? dm + i * H : a.record_dh + row * P;
     for (index_t j = 0; j < H; ++j) {
       const Scalar tc = std::tanh(c[j]);
-      a.record_dc[row * H + j] = dc[n * H + j] + dm_row[j] * o[j] * (Scalar(1) - tc * tc);
+      a.record_dc[row * H + j] = dc[i * H + j] + dm_row[j] * o[j] * (Scalar(1) - tc * tc);
     }
   }
 }
@@ -123,66 +128,72 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
 
   std::vector<Scalar> da(a.lay.rows() * G, Scalar(0));    // dL/da for every step, row order of x
   std::vector<Scalar> dh_seq(proj ? a.lay.rows() * P : 0, Scalar(0));  // dL/dh per step (for dW_hr)
-  std::vector<Scalar> dh, dc, dh_next(N * P), dm(proj ? N * H : 0);
-  load_state(a.dh_n, N * P, dh);
-  load_state(a.dc_n, N * H, dc);
-  std::vector<Scalar> tanh_c_buf(N * H);  // tanh(c) of one step, vectorised ahead of the scalar loop
   const Seq<Scalar> da_seq{da.data(), G, G};
   PackedMatrix<Scalar> w_hh_p, w_hr_p;
   w_hh_p.pack(rows_view(a.w.w_hh, G, P, P));
   if (proj) w_hr_p.pack(rows_view(a.w.w_hr, P, H, H));
 
-  for (index_t k = T - 1; k >= 0; --k) {
-    const index_t t = a.step_at(k);
-    if (proj) {
-      // (L5) dm = dh W_hr, after adding this step's output gradient.
-      for (index_t n = 0; n < N; ++n) {
-        if (!a.active(t, n)) continue;
-        Scalar* dh_row = dh.data() + n * P;
-        if (a.dy.data != nullptr) {
-          const Scalar* dy = a.dy.at(a.lay, t, n);
-          for (index_t j = 0; j < P; ++j) dh_row[j] += dy[j];
+  // The dh and dc recurrences of rows n need only rows n: each thread carries its own block.
+  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+    const index_t nb = n1 - n0;
+    std::vector<Scalar> dh, dc, dh_next(nb * P), dm(proj ? nb * H : 0);
+    load_state(a.dh_n, P, n0, n1, dh);
+    load_state(a.dc_n, H, n0, n1, dc);
+    std::vector<Scalar> tanh_c(H);  // tanh(c) of one row, vectorised ahead of the scalar loop
+    for (index_t k = T - 1; k >= 0; --k) {
+      const index_t t = a.step_at(k);
+      if (proj) {
+        // (L5) dm = dh W_hr, after adding this step's output gradient.
+        for (index_t n = n0; n < n1; ++n) {
+          if (!a.active(t, n)) continue;
+          Scalar* dh_row = dh.data() + (n - n0) * P;
+          if (a.dy.data != nullptr) {
+            const Scalar* dy = a.dy.at(a.lay, t, n);
+            for (index_t j = 0; j < P; ++j) dh_row[j] += dy[j];
+          }
+          std::copy(dh_row, dh_row + P, dh_seq.data() + a.lay.row(t, n) * P);
         }
-        std::copy(dh_row, dh_row + P, dh_seq.data() + a.lay.row(t, n) * P);
+        gemm(rows_view(dh.data(), nb, P, P), w_hr_p, dm.data(), H, false);
       }
-      gemm(rows_view(dh.data(), N, P, P), w_hr_p, dm.data(), H, false);
-    }
-    if (a.record_dh != nullptr) record_step_dc(a, t, dh.data(), proj ? dm.data() : nullptr, dc.data());
+      if (a.record_dh != nullptr) record_step_dc(a, t, dh.data(), proj ? dm.data() : nullptr, dc.data(), n0, n1);
 
-#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
-    for (index_t n = 0; n < N; ++n) {
-      if (!a.active(t, n)) continue;  // da stays zero: the step did nothing
-      const Scalar* gate = gates.at(a.lay, t, n);
-      const Scalar* c = c_seq.at(a.lay, t, n);
-      const Scalar* c_prev = c_prev_seq.at(a.lay, t, n);
-      const Scalar* dy = (proj || a.dy.data == nullptr) ? nullptr : a.dy.at(a.lay, t, n);
-      const Scalar* dm_row = proj ? dm.data() + n * H : dh.data() + n * P;
-      Scalar* dc_row = dc.data() + n * H;
-      Scalar* d = da_seq.at(a.lay, t, n);
-      Scalar* tanh_c = tanh_c_buf.data() + n * H;
-      tanh_row(c, tanh_c, H);
-      for (index_t j = 0; j < H; ++j) {
-        const Scalar i = gate[j], f = gate[H + j], g = gate[2 * H + j], o = gate[3 * H + j];
-        const Scalar dm_j = dm_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
-        const Scalar tc = tanh_c[j];
-        const Scalar do_ = dm_j * tc;                                  // (L4)
-        const Scalar dc_j = dc_row[j] + dm_j * o * (Scalar(1) - tc * tc);
-        const Scalar di = dc_j * g, df = dc_j * c_prev[j], dg = dc_j * i;  // (L3)
-        dc_row[j] = dc_j * f;
-        d[j] = di * i * (Scalar(1) - i);                               // (L2)
-        d[H + j] = df * f * (Scalar(1) - f);
-        d[2 * H + j] = dg * (Scalar(1) - g * g);
-        d[3 * H + j] = do_ * o * (Scalar(1) - o);
+      for (index_t n = n0; n < n1; ++n) {
+        if (!a.active(t, n)) continue;  // da stays zero: the step did nothing
+        const index_t i_row = n - n0;
+        const Scalar* gate = gates.at(a.lay, t, n);
+        const Scalar* c = c_seq.at(a.lay, t, n);
+        const Scalar* c_prev = c_prev_seq.at(a.lay, t, n);
+        const Scalar* dy = (proj || a.dy.data == nullptr) ? nullptr : a.dy.at(a.lay, t, n);
+        const Scalar* dm_row = proj ? dm.data() + i_row * H : dh.data() + i_row * P;
+        Scalar* dc_row = dc.data() + i_row * H;
+        Scalar* d = da_seq.at(a.lay, t, n);
+        tanh_row(c, tanh_c.data(), H);
+        for (index_t j = 0; j < H; ++j) {
+          const Scalar i = gate[j], f = gate[H + j], g = gate[2 * H + j], o = gate[3 * H + j];
+          const Scalar dm_j = dm_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
+          const Scalar tc = tanh_c[j];
+          const Scalar do_ = dm_j * tc;                                  // (L4)
+          const Scalar dc_j = dc_row[j] + dm_j * o * (Scalar(1) - tc * tc);
+          const Scalar di = dc_j * g, df = dc_j * c_prev[j], dg = dc_j * i;  // (L3)
+          dc_row[j] = dc_j * f;
+          d[j] = di * i * (Scalar(1) - i);                               // (L2)
+          d[H + j] = df * f * (Scalar(1) - f);
+          d[2 * H + j] = dg * (Scalar(1) - g * g);
+          d[3 * H + j] = do_ * o * (Scalar(1) - o);
+        }
+      }
+
+      // (L1) dh_prev = da W_hh; sequences already finished keep carrying dh unchanged.
+      const MatView<Scalar> da_t = step_view(da.data(), G, a.lay, t);
+      gemm(MatView<Scalar>{da_t.data + n0 * da_t.rs, nb, G, da_t.rs, 1}, w_hh_p, dh_next.data(), P, false);
+      for (index_t n = n0; n < n1; ++n) {
+        const index_t i = n - n0;
+        if (a.active(t, n)) std::copy(dh_next.data() + i * P, dh_next.data() + (i + 1) * P, dh.data() + i * P);
       }
     }
-
-    // (L1) dh_prev = da W_hh; sequences already finished keep carrying dh unchanged.
-    gemm(step_view(da.data(), G, a.lay, t), w_hh_p, dh_next.data(), P, false);
-    for (index_t n = 0; n < N; ++n) {
-      if (a.active(t, n))
-        std::copy(dh_next.data() + n * P, dh_next.data() + (n + 1) * P, dh.data() + n * P);
-    }
-  }
+    std::copy(dh.begin(), dh.end(), a.dh0 + n0 * P);
+    if (a.dc0 != nullptr) std::copy(dc.begin(), dc.end(), a.dc0 + n0 * H);
+  });
 
   const Seq<const Scalar> da_c{da.data(), G, G};
   auto da_all = da_c.all(a.lay);
@@ -190,14 +201,12 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
   const Seq<const Scalar> h_prev{cache.h_prev.data(), P, P};
   gemm(rows_view(da.data(), a.lay.rows(), G, G).t(), rows_view(h_prev.data, a.lay.rows(), P, P), a.g.w_hh, P,
        true);
-  if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, G).noalias() += da_all.colwise().sum();
+  if (a.g.b_hh != nullptr) add_column_sums(da.data(), a.lay.rows(), G, G, a.g.b_hh);
   if (proj) {
     const Seq<const Scalar> dh_c{dh_seq.data(), P, P}, m_seq{cache.m.data(), H, H};
     gemm(rows_view(dh_c.data, a.lay.rows(), P, P).t(), rows_view(m_seq.data, a.lay.rows(), H, H), a.g.w_hr, H,
          true);
   }
-  std::copy(dh.begin(), dh.end(), a.dh0);
-  if (a.dc0 != nullptr) std::copy(dc.begin(), dc.end(), a.dc0);
 }
 
 template void lstm_direction_forward<float>(const DirectionForward<float>&);

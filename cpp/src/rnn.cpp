@@ -24,36 +24,36 @@ void rnn_direction_forward(const DirectionForward<Scalar>& a) {
   if (cache != nullptr) {
     cache->h_prev.resize(a.lay.rows() * H);
   }
-  GateWindow<Scalar> gates(a, H, cache != nullptr ? &cache->gates : nullptr);  // (R1), input half; holds a, then h, per step
-
-  std::vector<Scalar> h, hp(N * H);
-  load_state(a.h0, N * H, h);
+  GateWindow<Scalar> window(a, H, cache != nullptr ? &cache->gates : nullptr);  // (R1), input half; holds a, then h, per step
   PackedMatrix<Scalar> w_hh_t;  // packed once, multiplied at every step
   w_hh_t.pack({a.w.w_hh, H, H, 1, H});
 
-  for (index_t k = 0; k < T; ++k) {
-    const index_t t = a.step_at(k);
-    gates.prepare(t);
-    if (cache != nullptr) Seq<Scalar>{cache->h_prev.data(), H, H}.step(a.lay, t) = matrix(h.data(), N, H);
-    auto hp_map = matrix(hp.data(), N, H);
-    gemm(rows_view(h.data(), N, H, H), w_hh_t, hp.data(), H, false);  // (R1), recurrent half
-    if (a.w.b_hh != nullptr) hp_map.rowwise() += ConstVectorMap<Scalar>(a.w.b_hh, H);
-
-#pragma omp parallel for schedule(static) if (N * H >= kParallelWork)
-    for (index_t n = 0; n < N; ++n) {
-      Scalar* y = a.y.at(a.lay, t, n);
-      if (!a.active(t, n)) {
-        std::fill(y, y + H, Scalar(0));
-        continue;  // h keeps its value
+  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+    const index_t nb = n1 - n0;
+    auto gates = window.rows(n0, n1);
+    std::vector<Scalar> h, hp(nb * H);
+    load_state(a.h0, H, n0, n1, h);
+    for (index_t k = 0; k < T; ++k) {
+      const index_t t = a.step_at(k);
+      gates.prepare(t);
+      gemm(rows_view(h.data(), nb, H, H), w_hh_t, hp.data(), H, false);  // (R1), recurrent half
+      for (index_t n = n0; n < n1; ++n) {
+        const index_t i = n - n0;
+        Scalar* h_row = h.data() + i * H;  // h_prev of this row was consumed by the GEMM above
+        if (cache != nullptr) std::copy(h_row, h_row + H, cache->h_prev.data() + a.lay.row(t, n) * H);
+        Scalar* y = a.y.at(a.lay, t, n);
+        if (!a.active(t, n)) {
+          std::fill(y, y + H, Scalar(0));
+          continue;  // h keeps its value
+        }
+        Scalar* r = hp.data() + i * H;
+        if (a.w.b_hh != nullptr) VectorMap<Scalar>(r, H).noalias() += ConstVectorMap<Scalar>(a.w.b_hh, H);
+        rnn_row_forward(gates.at(t, n), r, h_row, H, use_relu);  // (R2)
+        std::copy(h_row, h_row + H, y);
       }
-      Scalar* gate = gates.at(t, n);
-      const Scalar* r = hp.data() + n * H;
-      Scalar* h_row = h.data() + n * H;  // h_prev of this row was consumed by the GEMM above
-      rnn_row_forward(gate, r, h_row, H, use_relu);  // (R2)
-      std::copy(h_row, h_row + H, y);
     }
-  }
-  std::copy(h.begin(), h.end(), a.h_n);
+    std::copy(h.begin(), h.end(), a.h_n + n0 * H);
+  });
 }
 
 template <typename Scalar>
@@ -64,34 +64,39 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
   const Seq<const Scalar> gates{cache.gates.data(), H, H};
 
   std::vector<Scalar> da(a.lay.rows() * H, Scalar(0));
-  std::vector<Scalar> dh, dh_next(N * H);
-  load_state(a.dh_n, N * H, dh);
   const Seq<Scalar> da_seq{da.data(), H, H};
   PackedMatrix<Scalar> w_hh_p;
   w_hh_p.pack(rows_view(a.w.w_hh, H, H, H));
 
-  for (index_t k = T - 1; k >= 0; --k) {
-    const index_t t = a.step_at(k);
-    record_step_dh(a, t, dh.data(), H, false);
-#pragma omp parallel for schedule(static) if (N * H >= kParallelWork)
-    for (index_t n = 0; n < N; ++n) {
-      if (!a.active(t, n)) continue;
-      const Scalar* h = gates.at(a.lay, t, n);
-      const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
-      const Scalar* dh_row = dh.data() + n * H;
-      Scalar* d = da_seq.at(a.lay, t, n);
-      for (index_t j = 0; j < H; ++j) {
-        const Scalar dh_j = dh_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
-        // (R2) derivative from the output: 1 - h^2 for tanh, [h > 0] for relu
-        d[j] = use_relu ? (h[j] > Scalar(0) ? dh_j : Scalar(0)) : dh_j * (Scalar(1) - h[j] * h[j]);
+  // The dh recurrence of rows n needs only rows n: each thread carries its own block.
+  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+    const index_t nb = n1 - n0;
+    std::vector<Scalar> dh, dh_next(nb * H);
+    load_state(a.dh_n, H, n0, n1, dh);
+    for (index_t k = T - 1; k >= 0; --k) {
+      const index_t t = a.step_at(k);
+      record_step_dh(a, t, dh.data(), H, false, n0, n1);
+      for (index_t n = n0; n < n1; ++n) {
+        if (!a.active(t, n)) continue;
+        const Scalar* h = gates.at(a.lay, t, n);
+        const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
+        const Scalar* dh_row = dh.data() + (n - n0) * H;
+        Scalar* d = da_seq.at(a.lay, t, n);
+        for (index_t j = 0; j < H; ++j) {
+          const Scalar dh_j = dh_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
+          // (R2) derivative from the output: 1 - h^2 for tanh, [h > 0] for relu
+          d[j] = use_relu ? (h[j] > Scalar(0) ? dh_j : Scalar(0)) : dh_j * (Scalar(1) - h[j] * h[j]);
+        }
+      }
+      const MatView<Scalar> da_t = step_view(da.data(), H, a.lay, t);
+      gemm(MatView<Scalar>{da_t.data + n0 * da_t.rs, nb, H, da_t.rs, 1}, w_hh_p, dh_next.data(), H, false);  // (R1)
+      for (index_t n = n0; n < n1; ++n) {
+        const index_t i = n - n0;
+        if (a.active(t, n)) std::copy(dh_next.data() + i * H, dh_next.data() + (i + 1) * H, dh.data() + i * H);
       }
     }
-    gemm(step_view(da.data(), H, a.lay, t), w_hh_p, dh_next.data(), H, false);  // (R1)
-    for (index_t n = 0; n < N; ++n) {
-      if (a.active(t, n))
-        std::copy(dh_next.data() + n * H, dh_next.data() + (n + 1) * H, dh.data() + n * H);
-    }
-  }
+    std::copy(dh.begin(), dh.end(), a.dh0 + n0 * H);
+  });
 
   const Seq<const Scalar> da_c{da.data(), H, H};
   auto da_all = da_c.all(a.lay);
@@ -99,8 +104,7 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
   const Seq<const Scalar> h_prev{cache.h_prev.data(), H, H};
   gemm(rows_view(da.data(), a.lay.rows(), H, H).t(), rows_view(h_prev.data, a.lay.rows(), H, H), a.g.w_hh, H,
        true);
-  if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, H).noalias() += da_all.colwise().sum();
-  std::copy(dh.begin(), dh.end(), a.dh0);
+  if (a.g.b_hh != nullptr) add_column_sums(da.data(), a.lay.rows(), H, H, a.g.b_hh);
 }
 
 template void rnn_direction_forward<float>(const DirectionForward<float>&);

@@ -30,24 +30,28 @@ SCRIPT = textwrap.dedent("""
     }
     result = {}
     for kind, make in MAKE.items():
-        for dtype in (np.float32, np.float64):
-            for batch_first in (False, True):
-                m = make(num_layers=2, bidirectional=True, dropout=0.3, batch_first=batch_first,
-                         dtype=dtype, seed=11)
-                rng = np.random.default_rng(5)
-                T, N = 24, 64
-                x = rng.standard_normal((N, T, 64) if batch_first else (T, N, 64)).astype(dtype)
-                lengths = rng.integers(1, T + 1, size=N)
-                out, state = m(x, lengths=lengths)
-                dx, dstate = m.backward(rng.standard_normal(out.shape).astype(dtype))
-                arrays = {"out": out, "dx": dx}
-                for name, s in (("state", state), ("dstate0", dstate)):
-                    for k, a in enumerate(s if isinstance(s, tuple) else (s,)):
-                        arrays[f"{name}[{k}]"] = a
-                arrays.update({"grad " + k: g for k, g in m.grads.items()})
-                key = f"{kind} {np.dtype(dtype).name}" + (" batch_first" if batch_first else "")
-                result[key] = {k: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
-                               for k, a in arrays.items()}
+        # Unidirectional float32 too: there each direction's time loop splits its batch rows
+        # between threads (bidirectional layers give each direction a thread of its own).
+        cases = [(dtype, batch_first, True) for dtype in (np.float32, np.float64) for batch_first in (False, True)]
+        cases += [(np.float32, batch_first, False) for batch_first in (False, True)]
+        for dtype, batch_first, bidirectional in cases:
+            m = make(num_layers=2, bidirectional=bidirectional, dropout=0.3, batch_first=batch_first,
+                     dtype=dtype, seed=11)
+            rng = np.random.default_rng(5)
+            T, N = 24, 64
+            x = rng.standard_normal((N, T, 64) if batch_first else (T, N, 64)).astype(dtype)
+            lengths = rng.integers(1, T + 1, size=N)
+            out, state = m(x, lengths=lengths)
+            dx, dstate = m.backward(rng.standard_normal(out.shape).astype(dtype))
+            arrays = {"out": out, "dx": dx}
+            for name, s in (("state", state), ("dstate0", dstate)):
+                for k, a in enumerate(s if isinstance(s, tuple) else (s,)):
+                    arrays[f"{name}[{k}]"] = a
+            arrays.update({"grad " + k: g for k, g in m.grads.items()})
+            key = (f"{kind} {np.dtype(dtype).name}" + (" batch_first" if batch_first else "")
+                   + ("" if bidirectional else " unidirectional"))
+            result[key] = {k: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+                           for k, a in arrays.items()}
     json.dump(result, sys.stdout)
 """)
 

@@ -32,18 +32,49 @@ def run_once(kind, kwargs, T, N, I, H, dtype, threads, lengths):
     return [out, *flat(state), dx, *flat(dstate), *m.grads.values()]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kind,kwargs,T,N,I,H", CASES)
-def test_bitwise_identical_across_thread_counts(kind, kwargs, T, N, I, H, dtype):
+def assert_identical_across_threads(once, kind, kwargs, T, N, I, H, dtype, seed):
+    """Runs once(...) at 1, 2 and 4 threads and compares every array it returns bitwise."""
     before = gc.get_num_threads()
     try:
-        lengths = None if N < 3 else np.random.default_rng(N).integers(1, T + 1, size=N)
-        runs = {n: run_once(kind, kwargs, T, N, I, H, dtype, n, lengths) for n in (1, 2, 4)}
+        lengths = None if N < 3 else np.random.default_rng(seed).integers(1, T + 1, size=N)
+        runs = {n: once(kind, kwargs, T, N, I, H, dtype, n, lengths) for n in (1, 2, 4)}
     finally:
         gc.set_num_threads(before)
     for n in (2, 4):
         for k, (a, b) in enumerate(zip(runs[1], runs[n])):
             assert a.tobytes() == b.tobytes(), f"array {k} differs between 1 and {n} threads"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind,kwargs,T,N,I,H", CASES)
+def test_bitwise_identical_across_thread_counts(kind, kwargs, T, N, I, H, dtype):
+    assert_identical_across_threads(run_once, kind, kwargs, T, N, I, H, dtype, seed=N)
+
+
+def infer_once(kind, kwargs, T, N, I, H, dtype, threads, lengths):
+    gc.set_num_threads(threads)
+    m = getattr(gc, kind)(I, H, dtype=dtype, seed=3, **kwargs).eval()
+    rng = np.random.default_rng(6)
+    batch_first = kwargs.get("batch_first", False)
+    x = rng.standard_normal((N, T, I) if batch_first else (T, N, I)).astype(dtype)
+    out, state = m(x, lengths=lengths)
+    return [out, *(list(state) if isinstance(state, tuple) else [state])]
+
+
+# Inference projects the input a window of steps at a time, one window per block of batch rows
+# when the rows are split between threads; these sizes make windows of a few steps.
+INFER_CASES = CASES + [
+    ("LSTM", dict(), 13, 64, 7, 256),
+    ("GRU", dict(batch_first=True), 11, 50, 5, 300),
+    ("GRU", dict(linear_before_reset=False), 9, 27, 6, 320),
+    ("RNN", dict(num_layers=2), 17, 130, 3, 1024),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind,kwargs,T,N,I,H", INFER_CASES)
+def test_inference_bitwise_identical_across_thread_counts(kind, kwargs, T, N, I, H, dtype):
+    assert_identical_across_threads(infer_once, kind, kwargs, T, N, I, H, dtype, seed=N + 1)
 
 
 def test_set_num_threads_checks_its_argument():

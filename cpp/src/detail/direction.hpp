@@ -2,7 +2,11 @@
 #pragma once
 // One direction of one layer: the unit each cell kernel implements and the network stacks.
 
+#include <omp.h>
+
 #include <algorithm>
+#include <exception>
+#include <memory>
 #include <vector>
 
 #include "detail/gemm.hpp"
@@ -76,59 +80,149 @@ MatView<Scalar> step_view(const Scalar* data, index_t cols, const Layout& lay, i
 template <typename Scalar>
 class GateWindow {
  public:
+  // The projections of the batch rows [n0, n1) only, for one thread of a row team (see
+  // for_each_row_block): in inference each has a window of its own, moved on without waiting for
+  // the other threads; in training all read the buffer the owner filled.
+  class Rows {
+   public:
+    Rows(const GateWindow& owner, index_t n0, index_t n1) : owner_(&owner), n0_(n0), nb_(n1 - n0) {
+      if (owner.all_) return;
+      const index_t T = owner.a_.lay.steps;
+      span_ = std::max<index_t>(1, std::min<index_t>(T, kWindowElements / std::max<index_t>(1, nb_ * owner.G_)));
+      scratch_.resize(span_ * nb_ * owner.G_);
+      data_ = scratch_.data();
+    }
+
+    // Makes step t available; called at the start of each step by the thread that owns the rows.
+    void prepare(index_t t) {
+      if (owner_->all_ || (t >= lo_ && t < hi_)) return;
+      const DirectionForward<Scalar>& a = owner_->a_;
+      const index_t N = a.lay.batch, T = a.lay.steps, in = a.x.cols;
+      lo_ = a.reverse ? std::max<index_t>(0, t - span_ + 1) : t;
+      hi_ = a.reverse ? t + 1 : std::min<index_t>(T, t + span_);
+      const index_t rows = (hi_ - lo_) * nb_;
+      if (!a.lay.batch_first && nb_ == N) {  // the window's rows are already contiguous in x
+        owner_->project(rows_view(a.x.data + lo_ * N * a.x.ld, rows, in, a.x.ld), data_);
+        return;
+      }
+      // Gathered step by step, so that one GEMM covers the whole window (the copy is `in` values
+      // per row against 2 * in * G flops).
+      x_rows_.resize(rows * in);
+      for (index_t s = lo_; s < hi_; ++s)
+        for (index_t n = n0_; n < n0_ + nb_; ++n) {
+          const Scalar* src = a.x.data + a.lay.row(s, n) * a.x.ld;
+          std::copy(src, src + in, x_rows_.data() + ((s - lo_) * nb_ + n - n0_) * in);
+        }
+      owner_->project(rows_view<Scalar>(x_rows_.data(), rows, in, in), data_);
+    }
+
+    // The G*H projections of (t, n), n in [n0, n1); t must have been prepared (training: any t).
+    Scalar* at(index_t t, index_t n) const {
+      if (owner_->all_) return owner_->at(t, n);
+      return data_ + ((t - lo_) * nb_ + n - n0_) * owner_->G_;
+    }
+
+   private:
+    const GateWindow* owner_;
+    index_t n0_, nb_, span_ = 0, lo_ = 0, hi_ = 0;
+    std::vector<Scalar> scratch_, x_rows_;
+    Scalar* data_ = nullptr;
+  };
+
   // a: the direction; gate_rows: G*H; keep: the cache's gate buffer (training) or null (inference)
   GateWindow(const DirectionForward<Scalar>& a, index_t gate_rows, std::vector<Scalar>* keep)
       : a_(a), G_(gate_rows), all_(keep != nullptr) {
-    const index_t in = a.x.cols, N = a.lay.batch, T = a.lay.steps;
+    const index_t in = a.x.cols;
     w_ih_t_.pack({a.w.w_ih, in, G_, 1, in});
     if (all_) {
       keep->resize(a.lay.rows() * G_);
       data_ = keep->data();
-      project(rows_view(a.x.data, a.lay.rows(), in, a.x.ld), data_, G_);
-      return;
+      project(rows_view(a.x.data, a.lay.rows(), in, a.x.ld), data_);
+    } else {
+      whole_ = std::make_unique<Rows>(*this, 0, a.lay.batch);
     }
-    span_ = std::max<index_t>(1, std::min<index_t>(T, kWindowElements / std::max<index_t>(1, N * G_)));
-    scratch_.resize(span_ * N * G_);
-    data_ = scratch_.data();
   }
 
-  // Makes step t available; called by one thread at the start of each step.
+  // Makes step t available for every batch row; called by one thread at the start of each step.
   void prepare(index_t t) {
-    if (all_ || (t >= lo_ && t < hi_)) return;
-    const index_t N = a_.lay.batch, T = a_.lay.steps, in = a_.x.cols;
-    lo_ = a_.reverse ? std::max<index_t>(0, t - span_ + 1) : t;
-    hi_ = a_.reverse ? t + 1 : std::min<index_t>(T, t + span_);
-    if (!a_.lay.batch_first) {
-      project(rows_view(a_.x.data + lo_ * N * a_.x.ld, (hi_ - lo_) * N, in, a_.x.ld), data_, G_);
-    } else {
-      for (index_t n = 0; n < N; ++n)  // the window's rows of one sequence, interleaved by batch
-        project(rows_view(a_.x.data + (n * T + lo_) * a_.x.ld, hi_ - lo_, in, a_.x.ld), data_ + n * G_, N * G_);
-    }
+    if (!all_) whole_->prepare(t);
   }
 
   // The G*H projections of (t, n); t must have been prepared (training: any t).
   Scalar* at(index_t t, index_t n) const {
-    return all_ ? data_ + a_.lay.row(t, n) * G_ : data_ + ((t - lo_) * a_.lay.batch + n) * G_;
+    return all_ ? data_ + a_.lay.row(t, n) * G_ : whole_->at(t, n);
   }
 
- private:
-  static constexpr index_t kWindowElements = index_t(1) << 18;  // 1 MiB of float scratch at most
+  // The batch rows [n0, n1) with a window of their own (inference), for one thread of a row team.
+  Rows rows(index_t n0, index_t n1) const { return Rows(*this, n0, n1); }
 
-  void project(const MatView<Scalar>& x, Scalar* out, index_t ld_out) {
-    gemm(x, w_ih_t_, out, ld_out, false);
+ private:
+  static constexpr index_t kWindowElements = index_t(1) << 18;  // 1 MiB of float scratch per window at most
+
+  // out = x W_ih^T + b_ih, one row of G per row of x.
+  void project(const MatView<Scalar>& x, Scalar* out) const {
+    gemm(x, w_ih_t_, out, G_, false);
     if (a_.w.b_ih == nullptr) return;
     for (index_t r = 0; r < x.rows; ++r)
-      VectorMap<Scalar>(out + r * ld_out, G_).noalias() += ConstVectorMap<Scalar>(a_.w.b_ih, G_);
+      VectorMap<Scalar>(out + r * G_, G_).noalias() += ConstVectorMap<Scalar>(a_.w.b_ih, G_);
   }
 
   const DirectionForward<Scalar>& a_;
   index_t G_;
   bool all_;
   PackedMatrix<Scalar> w_ih_t_;
-  std::vector<Scalar> scratch_;
   Scalar* data_ = nullptr;
-  index_t span_ = 0, lo_ = 0, hi_ = 0;
+  std::unique_ptr<Rows> whole_;  // prepare/at over all rows (inference)
 };
+
+// How many threads run the time loop of one direction, each over its own block of batch rows for
+// every step (no barrier per step: the recurrent product of rows n needs only h rows n). One, when
+// already inside a parallel region (the two directions of a layer side by side), when the GEMM's
+// results would depend on the split, or when the blocks would be too thin for the micro-kernel.
+template <typename Scalar>
+int row_team(index_t batch) {
+  constexpr index_t kMinRows = 4;
+  if (omp_in_parallel() || !gemm_rows_independent<Scalar>()) return 1;
+  return static_cast<int>(std::max<index_t>(1, std::min<index_t>(omp_get_max_threads(), batch / kMinRows)));
+}
+
+// Runs body(n0, n1) once per thread of a team of `team`, over a fixed split of the batch rows
+// [0, batch); the first exception thrown is rethrown after the team ends.
+template <typename Body>
+void for_each_row_block(index_t batch, int team, const Body& body) {
+  if (team <= 1) {
+    body(index_t(0), batch);
+    return;
+  }
+  std::exception_ptr error;
+#pragma omp parallel num_threads(team)
+  {
+    const index_t id = omp_get_thread_num(), nt = omp_get_num_threads();
+    try {
+      body(batch * id / nt, batch * (id + 1) / nt);
+    } catch (...) {
+#pragma omp critical(gatecell_row_block_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+// out[j] += sum over r of a[r * ld + j] (a bias gradient from the stacked dA), summed in row
+// order; a walk down the columns of a row-major buffer would touch one cache line per element.
+// Threads take fixed blocks of columns, so the sums do not depend on their number.
+template <typename Scalar>
+void add_column_sums(const Scalar* a, index_t rows, index_t cols, index_t ld, Scalar* out) {
+  constexpr index_t kColumns = 256;  // one block's partial sums stay in L1
+  const index_t blocks = (cols + kColumns - 1) / kColumns;
+#pragma omp parallel for schedule(static) if (blocks > 1 && rows * cols >= (index_t(1) << 20) && !omp_in_parallel())
+  for (index_t b = 0; b < blocks; ++b) {
+    const index_t j0 = b * kColumns, width = std::min(kColumns, cols - j0);
+    Eigen::Matrix<Scalar, 1, Eigen::Dynamic> sum = Eigen::Matrix<Scalar, 1, Eigen::Dynamic>::Zero(width);
+    for (index_t r = 0; r < rows; ++r) sum.noalias() += ConstVectorMap<Scalar>(a + r * ld + j0, width);
+    VectorMap<Scalar>(out + j0, width).noalias() += sum;
+  }
+}
 
 // After the step loop: the weight gradients of the input side, and dx += dA W_ih.
 template <typename Scalar>
@@ -137,21 +231,37 @@ void input_side_gradients(const DirectionBackward<Scalar>& a, index_t gate_rows,
   const index_t in = a.x.cols, rows = a.lay.rows(), ld_da = da_all.outerStride();
   const MatView<Scalar> da = rows_view(da_all.data(), rows, gate_rows, ld_da);
   gemm(da.t(), rows_view(a.x.data, rows, in, a.x.ld), a.g.w_ih, in, true);
-  if (a.g.b_ih != nullptr) VectorMap<Scalar>(a.g.b_ih, gate_rows).noalias() += da_all.colwise().sum();
+  if (a.g.b_ih != nullptr) add_column_sums(da_all.data(), rows, gate_rows, ld_da, a.g.b_ih);
   gemm(da, rows_view(a.w.w_ih, gate_rows, in, in), a.dx.data, a.dx.ld, true);
 }
 
 // Introspection: stores dL/dh_t = dh (carried from later steps) + dy_t for every active sequence
-// of step t, when backward records; `dh` is [N, width] and already holds dy_t if dy_added.
+// n in [n0, n1) of step t, when backward records; `dh` is [n1 - n0, width] and already holds dy_t
+// if dy_added.
 template <typename Scalar>
-void record_step_dh(const DirectionBackward<Scalar>& a, index_t t, const Scalar* dh, index_t width, bool dy_added) {
+void record_step_dh(const DirectionBackward<Scalar>& a, index_t t, const Scalar* dh, index_t width, bool dy_added,
+                    index_t n0, index_t n1) {
   if (a.record_dh == nullptr) return;
-  for (index_t n = 0; n < a.lay.batch; ++n) {
+  for (index_t n = n0; n < n1; ++n) {
     if (!a.active(t, n)) continue;
     Scalar* out = a.record_dh + a.lay.row(t, n) * width;
     const Scalar* dy = (dy_added || a.dy.data == nullptr) ? nullptr : a.dy.at(a.lay, t, n);
-    for (index_t j = 0; j < width; ++j) out[j] = dh[n * width + j] + (dy != nullptr ? dy[j] : Scalar(0));
+    const Scalar* dh_row = dh + (n - n0) * width;
+    for (index_t j = 0; j < width; ++j) out[j] = dh_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
   }
+}
+
+// The same for all N sequences; `dh` is [N, width].
+template <typename Scalar>
+void record_step_dh(const DirectionBackward<Scalar>& a, index_t t, const Scalar* dh, index_t width, bool dy_added) {
+  record_step_dh(a, t, dh, width, dy_added, 0, a.lay.batch);
+}
+
+// Copies rows [n0, n1) of a [N, C] state (null = zeros) into a dense [n1 - n0, C] buffer.
+template <typename Scalar>
+void load_state(const Scalar* src, index_t C, index_t n0, index_t n1, std::vector<Scalar>& dst) {
+  dst.assign((n1 - n0) * C, Scalar(0));
+  if (src != nullptr) std::copy(src + n0 * C, src + n1 * C, dst.begin());
 }
 
 // Copies a [N, C] state (null = zeros) into a dense buffer.

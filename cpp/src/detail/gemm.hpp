@@ -44,6 +44,12 @@ class PackedMatrix {
 template <typename Scalar>
 void gemm(const MatView<Scalar>& a, const PackedMatrix<Scalar>& b, Scalar* c, index_t ldc, bool accumulate);
 
+// True when every element of C comes out the same whichever block of A's rows a call gets (the
+// packed path: one FMA chain per element in fixed k blocks). Only then may the time loops give
+// each thread its own batch rows; Eigen's kernels pick their order by the operand sizes.
+template <typename Scalar>
+bool gemm_rows_independent();
+
 // The same for a B used once (packed into a temporary).
 template <typename Scalar>
 void gemm(const MatView<Scalar>& a, const MatView<Scalar>& b, Scalar* c, index_t ldc, bool accumulate) {
