@@ -44,7 +44,6 @@ void NetworkConfig::validate() const {
     fail("activations: expected " + std::to_string(directions() * activation_count()) + " functions, got " +
          std::to_string(activations.size()));
   if (reverse && bidirectional) fail("reverse applies to unidirectional networks only");
-  if (reverse) fail("reverse (ONNX direction=\"reverse\") is not implemented by the network yet");
   // The kernels for these variants are being written; until then refuse rather than ignore them.
   if (has_variants()) fail("activations, clip, input_forget and peepholes are not implemented by the kernels yet");
   // Every weight matrix's element count must be representable: G*H rows times the widest input.
@@ -186,7 +185,7 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
       DirectionForward<Scalar> a{&config,
                                  lay,
                                  lengths,
-                                 d == 1,
+                                 d == 1 || config.reverse,
                                  weights[ld],
                                  input,
                                  Seq<Scalar>{out + d * P, P, width},
@@ -251,7 +250,7 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
       DirectionBackward<Scalar> a{&config,
                                   lay,
                                   lengths,
-                                  d == 1,
+                                  d == 1 || config.reverse,
                                   weights[ld],
                                   grads[ld],
                                   Seq<const Scalar>{x_l, in, in},
