@@ -365,17 +365,17 @@ def from_onnx(model: Any) -> List[Any]:
 
     model: an onnx.ModelProto or the path of an .onnx file
     returns one layer per node, in graph order: gc.RNN / gc.GRU / gc.LSTM with num_layers=1,
-        bidirectional for direction="bidirectional", batch_first for layout=1, the GRU form of
-        linear_before_reset, bias=False when B is omitted, and the dtype of W. Chain them to
-        rebuild a stacked network (torch.onnx.export writes one node per layer).
+        bidirectional for direction="bidirectional", reverse=True for direction="reverse",
+        batch_first for layout=1, the GRU form of linear_before_reset, bias=False when B is
+        omitted, and the dtype of W. Chain them to rebuild a stacked network (torch.onnx.export
+        writes one node per layer).
 
     Supported graph patterns: W, R and B are initializers, outputs of Constant nodes (attribute
     ``value``), or outputs of Identity nodes applied to either (any depth, in graph order) —
     what torch.onnx.export writes, with either exporter (dynamo=False: one node per layer; the
     default dynamo exporter writes LSTM and GRU nodes too, but unrolls torch.nn.RNN into
     MatMul/Tanh nodes, which hold no RNN node to find). A weight computed by any other node,
-    a reverse-only node (gatecell layers have no reverse-only direction) and the attributes that
-    gc.onnx.lstm refuses (peepholes, clip, ...) raise NotImplementedError.
+    and the attributes that gc.onnx.lstm refuses (peepholes, clip, ...) raise NotImplementedError.
     """
     import onnx
 
@@ -393,10 +393,9 @@ def from_onnx(model: Any) -> List[Any]:
         kind = OPS[node.op_type]
         attrs = _node_attributes(node)
         direction = attrs.get("direction", "forward")
-        if direction == "reverse":
-            raise NotImplementedError(f"node {node.name!r}: direction='reverse' has no gatecell layer (a layer "
-                                      "runs forward or both directions); use gc.onnx.run_node for it")
-        D = _DIRECTIONS.get(direction, 1)
+        if direction not in _DIRECTIONS:
+            raise ValueError(f"node {node.name!r}: direction: expected one of {list(_DIRECTIONS)}, got {direction!r}")
+        D = _DIRECTIONS[direction]
         kinds = _check_attributes(kind, D, attrs.get("activations"), attrs.get("activation_alpha"),
                                   attrs.get("activation_beta"), attrs.get("clip"), attrs.get("input_forget", 0))
         if len(set(kinds)) != 1:
@@ -420,7 +419,8 @@ def from_onnx(model: Any) -> List[Any]:
         if W.dtype not in (np.float32, np.float64):
             raise TypeError(f"node {node.name!r}: W: expected dtype float32 or float64, got {W.dtype}")
         common = dict(input_size=W.shape[2], hidden_size=R.shape[2], num_layers=1, bias=weights["B"] is not None,
-                      batch_first=attrs.get("layout", 0) == 1, bidirectional=D == 2, dtype=W.dtype)
+                      batch_first=attrs.get("layout", 0) == 1, bidirectional=D == 2, dtype=W.dtype,
+                      reverse=direction == "reverse")
         if kind == "lstm":
             layer = LSTM(**common)
         elif kind == "gru":
