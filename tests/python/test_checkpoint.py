@@ -27,6 +27,8 @@ MODULES = [
     lambda dt: gc.LSTMCell(3, 4, dtype=dt, seed=8),
     lambda dt: gc.GRUCell(3, 4, linear_before_reset=False, dtype=dt, seed=9),
     lambda dt: gc.Linear(3, 2, dtype=dt, seed=10),
+    lambda dt: gc.GRU(3, 5, num_layers=2, reverse=True, dtype=dt, seed=11),
+    lambda dt: gc.LSTM(3, 6, proj_size=2, batch_first=True, reverse=True, dtype=dt, seed=12),
 ]
 
 
@@ -226,3 +228,13 @@ def test_cpp_reads_a_sequential(tmp_path):
         save_tensors(tmp_path / "bad", tensors, {"gatecell_model": json.dumps(bad)})
         with pytest.raises(ValueError):
             _core.load_model(str(tmp_path / "bad"))
+
+
+def test_cpp_stream_refuses_a_reverse_layer(tmp_path):
+    path = tmp_path / "rev.safetensors"
+    gc.save(path, gc.RNN(3, 4, reverse=True, seed=1))
+    model = _core.load_model(str(path))
+    with pytest.raises(ValueError, match="reverse layer needs the whole sequence"):
+        model.stream()
+    with pytest.raises(ValueError, match="reverse"):
+        gc.Stream(gc.RNN(3, 4, reverse=True, seed=1))
