@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The extension module gatecell._core: error translation and the shared configuration type.
 
+#include <pybind11/stl.h>
+
 #include "common.hpp"
 #include "gatecell/threads.hpp"
 
@@ -29,6 +31,26 @@ PYBIND11_MODULE(_core, m) {
       .value("lstm", CellKind::lstm)
       .value("gru", CellKind::gru);
 
+  py::enum_<Activation>(m, "Activation")
+      .value("relu", Activation::relu)
+      .value("tanh", Activation::tanh)
+      .value("sigmoid", Activation::sigmoid)
+      .value("affine", Activation::affine)
+      .value("leaky_relu", Activation::leaky_relu)
+      .value("thresholded_relu", Activation::thresholded_relu)
+      .value("scaled_tanh", Activation::scaled_tanh)
+      .value("hard_sigmoid", Activation::hard_sigmoid)
+      .value("elu", Activation::elu)
+      .value("softsign", Activation::softsign)
+      .value("softplus", Activation::softplus);
+
+  py::class_<ActivationSpec>(m, "ActivationSpec")
+      .def(py::init([](Activation kind, double alpha, double beta) { return ActivationSpec{kind, alpha, beta}; }),
+           py::arg("kind"), py::arg("alpha") = 0.0, py::arg("beta") = 0.0)
+      .def_readwrite("kind", &ActivationSpec::kind)
+      .def_readwrite("alpha", &ActivationSpec::alpha)
+      .def_readwrite("beta", &ActivationSpec::beta);
+
   py::class_<NetworkConfig>(m, "NetworkConfig")
       .def(py::init<>())
       .def_readwrite("kind", &NetworkConfig::kind)
@@ -41,6 +63,10 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("bias", &NetworkConfig::bias)
       .def_readwrite("linear_before_reset", &NetworkConfig::linear_before_reset)
       .def_readwrite("dropout", &NetworkConfig::dropout)
+      .def_readwrite("activations", &NetworkConfig::activations)
+      .def_readwrite("clip", &NetworkConfig::clip)
+      .def_readwrite("input_forget", &NetworkConfig::input_forget)
+      .def_readwrite("peepholes", &NetworkConfig::peepholes)
       .def("validate", &NetworkConfig::validate);
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"),

@@ -14,12 +14,13 @@ namespace {
 
 // Weight shapes of (layer, direction) exactly as torch.nn stores them.
 struct WeightShapes {
-  std::vector<index_t> w_ih, w_hh, b, w_hr;
+  std::vector<index_t> w_ih, w_hh, b, w_hr, w_peep;
 };
 
 WeightShapes weight_shapes(const NetworkConfig& c, index_t layer) {
   const index_t G = c.gates() * c.hidden_size;
-  return {{G, c.layer_input_size(layer)}, {G, c.output_size()}, {G}, {c.proj_size, c.hidden_size}};
+  return {{G, c.layer_input_size(layer)}, {G, c.output_size()}, {G}, {c.proj_size, c.hidden_size},
+          {3 * c.hidden_size}};
 }
 
 std::string entry_name(const NetworkConfig& c, index_t ld, const char* field) {
@@ -27,7 +28,8 @@ std::string entry_name(const NetworkConfig& c, index_t ld, const char* field) {
   return std::string(field) + "_l" + std::to_string(ld / D) + (ld % D == 1 ? "_reverse" : "");
 }
 
-// Reads the [L*D] list of (w_ih, w_hh, b_ih, b_hh, w_hr) tuples; arrays are kept alive in `keep`.
+// Reads the [L*D] list of (w_ih, w_hh, b_ih, b_hh, w_hr[, w_peep]) tuples (w_peep, the sixth, is
+// required with peepholes and may be left out otherwise); arrays are kept alive in `keep`.
 template <typename Scalar, typename Out, bool Writeable>
 std::vector<Out> read_weights(const NetworkConfig& c, const py::sequence& seq, std::vector<py::array>& keep,
                               const char* what) {
@@ -42,7 +44,10 @@ std::vector<Out> read_weights(const NetworkConfig& c, const py::sequence& seq, s
       throw TypeError_(std::string(what) + "[" + std::to_string(ld) + "]: expected a tuple (w_ih, w_hh, b_ih, b_hh, w_hr), got " +
                        std::string(py::str(item.get_type().attr("__name__"))));
     auto entry = py::reinterpret_borrow<py::sequence>(item);
-    if (py::len(entry) != 5) throw ShapeError(std::string(what) + ": each entry must be (w_ih, w_hh, b_ih, b_hh, w_hr)");
+    const std::size_t size = py::len(entry);
+    if (size != 6 && (size != 5 || c.peepholes))
+      throw ShapeError(std::string(what) + ": each entry must be (w_ih, w_hh, b_ih, b_hh, w_hr" +
+                       (c.peepholes ? ", w_peep)" : "[, w_peep])") + ", got " + std::to_string(size) + " items");
     const WeightShapes s = weight_shapes(c, ld / D);
     auto get = [&](int k, const char* field, const std::vector<index_t>& shape,
                    bool present) -> std::optional<py::array> {
@@ -65,7 +70,9 @@ std::vector<Out> read_weights(const NetworkConfig& c, const py::sequence& seq, s
     auto w_ih = get(0, "weight_ih", s.w_ih, true), w_hh = get(1, "weight_hh", s.w_hh, true);
     auto b_ih = get(2, "bias_ih", s.b, c.bias), b_hh = get(3, "bias_hh", s.b, c.bias);
     auto w_hr = get(4, "weight_hr", s.w_hr, c.proj_size > 0);
-    out[ld] = Out{ptr(w_ih), ptr(w_hh), ptr(b_ih), ptr(b_hh), ptr(w_hr)};
+    std::optional<py::array> w_peep;
+    if (size == 6) w_peep = get(5, "weight_peep", s.w_peep, c.peepholes);
+    out[ld] = Out{ptr(w_ih), ptr(w_hh), ptr(b_ih), ptr(b_hh), ptr(w_hr), ptr(w_peep)};
   }
   return out;
 }
@@ -178,19 +185,20 @@ void bind_cache(py::module_& m, const char* name) {
             py::dict out;
             const std::pair<const char*, const std::vector<Scalar>*> fields[] = {
                 {"gates", &l.gates}, {"h_prev", &l.h_prev}, {"c_prev", &l.c_prev}, {"c", &l.c},
-                {"m", &l.m}, {"hn", &l.hn}, {"rh", &l.rh}, {"dh", &l.dh_total}, {"dc", &l.dc_total}};
+                {"m", &l.m}, {"hn", &l.hn}, {"rh", &l.rh}, {"pre", &l.pre}, {"dh", &l.dh_total}, {"dc", &l.dc_total}};
             for (const auto& [key, buf] : fields)
               if (!buf->empty()) out[key] = copy_rows(*buf, rows);
             return out;
           },
           py::arg("layer"), py::arg("direction") = 0,
           "Copies of one (layer, direction)'s saved buffers as [rows, C] arrays in the row order of x: "
-          "gates (activated; RNN h, LSTM i f g o, GRU r z n), h_prev, c_prev, c, m, hn, rh, and after a "
+          "gates (activated; RNN h, LSTM i f g o, GRU r z n), h_prev, c_prev, c, m, hn, rh, pre (cell variants: "
+          "pre-activations before clip), and after a "
           "recording backward dh (dL/dh_t) and dc (dL/dc_t); absent buffers are left out.")
       .def_property_readonly("nbytes", [](const NetworkCache<Scalar>& c) {
         std::size_t n = 0;
         for (const auto& l : c.layers)
-          n += l.gates.size() + l.h_prev.size() + l.c_prev.size() + l.c.size() + l.m.size() + l.hn.size() + l.rh.size();
+          n += l.gates.size() + l.h_prev.size() + l.c_prev.size() + l.c.size() + l.m.size() + l.hn.size() + l.rh.size() + l.pre.size();
         for (const auto& v : c.inputs) n += v.size();
         for (const auto& v : c.masks) n += v.size();
         return n * sizeof(Scalar);

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
 #include <limits>
 #include <random>
@@ -13,6 +14,7 @@
 #include <Eigen/Core>
 
 #include "detail/direction.hpp"
+#include "detail/variants.hpp"
 
 namespace gatecell {
 
@@ -44,8 +46,14 @@ void NetworkConfig::validate() const {
     fail("activations: expected " + std::to_string(directions() * activation_count()) + " functions, got " +
          std::to_string(activations.size()));
   if (reverse && bidirectional) fail("reverse applies to unidirectional networks only");
-  // The kernels for these variants are being written; until then refuse rather than ignore them.
-  if (has_variants()) fail("activations, clip, input_forget and peepholes are not implemented by the kernels yet");
+  for (std::size_t k = 0; k < activations.size(); ++k) {
+    const ActivationSpec& s = activations[k];
+    if (static_cast<int>(s.kind) < 0 || static_cast<int>(s.kind) > static_cast<int>(Activation::softplus))
+      fail("activations[" + std::to_string(k) + "]: unknown activation function");
+    if (!std::isfinite(s.alpha) || !std::isfinite(s.beta))
+      fail("activations[" + std::to_string(k) + "]: alpha and beta must be finite, got " + std::to_string(s.alpha) +
+           ", " + std::to_string(s.beta));
+  }
   // Every weight matrix's element count must be representable: G*H rows times the widest input.
   const index_t gate_rows = checked_product(gates(), hidden_size, "hidden_size: gates * hidden_size");
   const index_t layer_in = checked_product(directions(), output_size(), "hidden_size: directions * output size");
@@ -61,6 +69,7 @@ using detail::Seq;
 
 template <typename Scalar>
 void run_forward(const DirectionForward<Scalar>& a) {
+  if (a.config->has_variants()) return detail::variant_direction_forward(a);
   switch (a.config->kind) {
     case CellKind::rnn_tanh:
     case CellKind::rnn_relu: detail::rnn_direction_forward(a); break;
@@ -71,6 +80,7 @@ void run_forward(const DirectionForward<Scalar>& a) {
 
 template <typename Scalar>
 void run_backward(const DirectionBackward<Scalar>& a) {
+  if (a.config->has_variants()) return detail::variant_direction_backward(a);
   switch (a.config->kind) {
     case CellKind::rnn_tanh:
     case CellKind::rnn_relu: detail::rnn_direction_backward(a); break;
@@ -152,6 +162,9 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
   if (static_cast<index_t>(weights.size()) != L * D)
     throw ShapeError("weights: expected " + std::to_string(L * D) + " (layer, direction) entries, got " +
                      std::to_string(weights.size()));
+  if (config.peepholes)
+    for (index_t ld = 0; ld < L * D; ++ld)
+      if (weights[ld].w_peep == nullptr) throw ShapeError("weights: peepholes need w_peep for every (layer, direction)");
   if (shape.steps < 0 || shape.batch < 0) throw ShapeError("steps and batch must be >= 0");
   check_buffer_sizes(config, shape);
   check_lengths(lengths, shape);

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["INT64_MAX", "as_dtype", "check_int", "check_bool", "check_float", "as_float_array", "to_numpy", "shape_str"]
+__all__ = ["INT64_MAX", "as_dtype", "check_int", "check_bool", "check_float", "as_float_array", "to_numpy", "shape_str",
+           "ACTIVATION_DEFAULTS", "check_activations", "check_clip"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -87,3 +88,68 @@ def as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
     if arr.dtype.kind not in "iuf" or arr.dtype.kind == "b":
         raise TypeError(f"{name}: expected an array of numbers, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+# The ONNX activation functions (Operators.md spelling) and their default (alpha, beta): those of
+# the ONNX operators of the same name (LeakyRelu, ThresholdedRelu, HardSigmoid, Elu) and, for the
+# retired Affine and ScaledTanh, the identity's parameters; unused parameters are 0.
+ACTIVATION_DEFAULTS = {
+    "Relu": (0.0, 0.0), "Tanh": (0.0, 0.0), "Sigmoid": (0.0, 0.0), "Affine": (1.0, 0.0),
+    "LeakyRelu": (0.01, 0.0), "ThresholdedRelu": (1.0, 0.0), "ScaledTanh": (1.0, 1.0),
+    "HardSigmoid": (0.2, 0.5), "Elu": (1.0, 0.0), "Softsign": (0.0, 0.0), "Softplus": (0.0, 0.0),
+}
+_ACTIVATION_NAMES = {name.lower(): name for name in ACTIVATION_DEFAULTS}
+
+
+def _activation_spec(name: str, item: Any) -> list:
+    """One activation item (a name, or a tuple (name, alpha) / (name, alpha, beta)) as [Name, alpha, beta]."""
+    parts = list(item) if isinstance(item, (tuple, list)) else [item]
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(f"{name}: expected a name or a tuple (name, alpha[, beta]), got {item!r}")
+    fn = parts[0]
+    if isinstance(fn, bytes):
+        fn = fn.decode()
+    if not isinstance(fn, str):
+        raise TypeError(f"{name}: expected an activation name (str), got {type(fn).__name__}")
+    if fn.lower() not in _ACTIVATION_NAMES:
+        raise ValueError(f"{name}: expected one of {list(ACTIVATION_DEFAULTS)} (any case), got {fn!r}")
+    fn = _ACTIVATION_NAMES[fn.lower()]
+    values = list(ACTIVATION_DEFAULTS[fn])
+    for k, v in enumerate(parts[1:]):
+        what = ("alpha", "beta")[k]
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{name}: {what} of {fn}: expected a float, got {type(v).__name__}")
+        if not np.isfinite(float(v)):
+            raise ValueError(f"{name}: {what} of {fn}: expected a finite float, got {v}")
+        values[k] = float(v)
+    return [fn, values[0], values[1]]
+
+
+def check_activations(name: str, value: Any, count: int, directions: int) -> list | None:
+    """None, or `count` activation items (shared by every direction) or directions*count (direction-major),
+    as the normalised list of [Name, alpha, beta] of length directions*count."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name}: expected a sequence of {count} or {directions * count} activation names, "
+                        f"got {type(value).__name__}")
+    items = list(value)
+    if len(items) not in (count, directions * count):
+        raise ValueError(f"{name}: expected {count}" + (f" or {directions * count}" if directions > 1 else "")
+                         + f" functions, got {len(items)}")
+    specs = [_activation_spec(f"{name}[{k}]", item) for k, item in enumerate(items)]
+    if len(specs) == count:
+        specs = [list(s) for s in specs * directions]
+    return specs
+
+
+def check_clip(name: str, value: Any) -> float | None:
+    """None (no clip) or a positive, finite float."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a positive float or None, got {type(value).__name__}")
+    value = float(value)
+    if not (value > 0 and np.isfinite(value)):
+        raise ValueError(f"{name}: expected a positive, finite float or None, got {value}")
+    return value

@@ -81,8 +81,8 @@ def from_torch(module: Any) -> Module:
 def to_torch(module: Module) -> Any:
     """The torch.nn twin of a gatecell layer, with copied weights.
 
-    module: a gatecell RNN/LSTM/GRU, cell, Linear or Embedding (torch has no original-form GRU,
-            and gatecell's Sequential has no torch counterpart)
+    module: a gatecell RNN/LSTM/GRU, cell, Linear or Embedding (torch has no original-form GRU, no
+            cell variants, and gatecell's Sequential has no torch counterpart)
     """
     torch = _torch()
     cfg = dict(module.config())
@@ -93,6 +93,9 @@ def to_torch(module: Module) -> Any:
     if cfg.pop("reverse", False):
         raise ValueError("module: torch has no reverse-only recurrent layer (reverse=True); flip the sequences "
                          "of a forward layer instead")
+    variants = [k for k in ("activations", "clip", "input_forget", "peepholes") if k in cfg]
+    if variants:
+        raise ValueError(f"module: torch.nn has no cell with {', '.join(variants)} (gatecell's ONNX cell variants)")
     if kind in ("GRU", "GRUCell") and not cfg.pop("linear_before_reset"):
         raise ValueError("module: torch has no GRU with linear_before_reset=False (the original Cho et al. form)")
     twin = getattr(torch.nn, kind)(**cfg, dtype=dtype)

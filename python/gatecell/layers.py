@@ -17,8 +17,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from . import _core
-from ._checks import (INT64_MAX, as_dtype, as_float_array, check_bool, check_float, check_int, shape_str,
-                      to_numpy)
+from ._checks import (INT64_MAX, as_dtype, as_float_array, check_activations, check_bool, check_clip, check_float,
+                      check_int, shape_str, to_numpy)
 
 __all__ = ["Module", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear", "MODULE_TYPES",
            "module_from_config"]
@@ -128,6 +128,16 @@ class Module:
 
 _KINDS = {"rnn_tanh": _core.CellKind.rnn_tanh, "rnn_relu": _core.CellKind.rnn_relu,
           "lstm": _core.CellKind.lstm, "gru": _core.CellKind.gru}
+_ACTIVATION_KINDS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Affine": "affine",
+                     "LeakyRelu": "leaky_relu", "ThresholdedRelu": "thresholded_relu", "ScaledTanh": "scaled_tanh",
+                     "HardSigmoid": "hard_sigmoid", "Elu": "elu", "Softsign": "softsign", "Softplus": "softplus"}
+# Functions per direction in `activations`: RNN (f), GRU (f, g), LSTM (f, g, h).
+ACTIVATION_COUNTS = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 2, "lstm": 3}
+
+
+def core_activations(specs: Optional[list]) -> list:
+    """Normalised [[Name, alpha, beta], ...] (see _checks.check_activations) as _core.ActivationSpec values."""
+    return [_core.ActivationSpec(getattr(_core.Activation, _ACTIVATION_KINDS[n]), a, b) for n, a, b in specs or ()]
 
 
 class _RecurrentBase(Module):
@@ -141,7 +151,9 @@ class _RecurrentBase(Module):
 
     def __init__(self, kind: str, input_size: int, hidden_size: int, num_layers: int, bias: bool,
                  batch_first: bool, dropout: float, bidirectional: bool, proj_size: int,
-                 linear_before_reset: bool, dtype: Any, seed: Optional[int], reverse: bool = False) -> None:
+                 linear_before_reset: bool, dtype: Any, seed: Optional[int], activations: Any = None,
+                 clip: Any = None, input_forget: bool = False, peepholes: bool = False,
+                 reverse: bool = False) -> None:
         super().__init__(dtype, seed)
         self.input_size = check_int("input_size", input_size, minimum=1, maximum=INT64_MAX)
         self.hidden_size = check_int("hidden_size", hidden_size, minimum=1, maximum=INT64_MAX)
@@ -161,6 +173,13 @@ class _RecurrentBase(Module):
         if self.dropout > 0 and self.num_layers == 1:
             warnings.warn("dropout acts between recurrent layers, so with num_layers=1 it does nothing",
                           UserWarning, stacklevel=3)
+        self.activations = check_activations("activations", activations, ACTIVATION_COUNTS[kind], self.num_directions)
+        self.clip = check_clip("clip", clip)
+        self.input_forget = check_bool("input_forget", input_forget)
+        self.peepholes = check_bool("peepholes", peepholes)
+        if (self.input_forget or self.peepholes) and kind != "lstm":
+            raise ValueError(f"input_forget, peepholes: only LSTM has them, got input_forget={self.input_forget}, "
+                             f"peepholes={self.peepholes} for {kind.upper()}")
         self._kind = kind
         cfg = _core.NetworkConfig()
         cfg.kind = _KINDS[kind]
@@ -169,6 +188,9 @@ class _RecurrentBase(Module):
         cfg.bidirectional, cfg.bias = self.bidirectional, self.bias
         cfg.reverse = self.reverse
         cfg.linear_before_reset, cfg.dropout = self.linear_before_reset, self.dropout
+        cfg.activations = core_activations(self.activations)
+        cfg.clip = self.clip or 0.0
+        cfg.input_forget, cfg.peepholes = self.input_forget, self.peepholes
         cfg.validate()
         self._config = cfg
 
@@ -176,7 +198,8 @@ class _RecurrentBase(Module):
         out = self.proj_size or self.hidden_size
         bound = 1.0 / math.sqrt(self.hidden_size)
         def per_direction(in_size: int) -> int:
-            return gates * (in_size + out + 2 * self.bias) + self.proj_size * self.hidden_size
+            return (gates * (in_size + out + 2 * self.bias) + self.proj_size * self.hidden_size
+                    + 3 * self.hidden_size * self.peepholes)
         self._reserve(self.num_directions * (per_direction(self.input_size) + (self.num_layers - 1)
                                              * per_direction(self.num_directions * out)))
         self._entries = []  # per (layer, direction): the five names in the order _core expects
@@ -191,10 +214,13 @@ class _RecurrentBase(Module):
                     self._add_parameter("bias_hh" + sfx, (gates,), bound)
                 if self.proj_size:
                     self._add_parameter("weight_hr" + sfx, (self.proj_size, self.hidden_size), bound)
+                if self.peepholes:  # (p_i, p_f, p_o)
+                    self._add_parameter("weight_peep" + sfx, (3 * self.hidden_size,), bound)
                 self._entries.append(tuple(
                     (n + sfx) if (n.startswith("weight_") or self.bias) and (n != "weight_hr" or self.proj_size)
                     else None
-                    for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")))
+                    for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"))
+                    + (("weight_peep" + sfx,) if self.peepholes else ()))
         self._saved: Optional[Dict[str, Any]] = None
 
     @property
@@ -327,7 +353,7 @@ class _RecurrentBase(Module):
                                "hidden_size": self.hidden_size}
         if not isinstance(self, _CellBase):
             cfg.update(num_layers=self.num_layers, batch_first=self.batch_first, dropout=self.dropout,
-                       bidirectional=self.bidirectional, reverse=self.reverse)
+                       bidirectional=self.bidirectional)
         cfg["bias"] = self.bias
         if self._kind.startswith("rnn"):
             cfg["nonlinearity"] = self.nonlinearity
@@ -335,6 +361,17 @@ class _RecurrentBase(Module):
             cfg["proj_size"] = self.proj_size
         if self._kind == "gru":
             cfg["linear_before_reset"] = self.linear_before_reset
+        # The variants (and reverse) appear only when set, so torch-form configs stay what they were.
+        if self.reverse:
+            cfg["reverse"] = True
+        if self.activations is not None:
+            cfg["activations"] = [list(s) for s in self.activations]
+        if self.clip is not None:
+            cfg["clip"] = self.clip
+        if self.input_forget:
+            cfg["input_forget"] = True
+        if self.peepholes:
+            cfg["peepholes"] = True
         cfg["dtype"] = self.dtype.name
         return cfg
 
@@ -343,7 +380,8 @@ class _RecurrentBase(Module):
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False), ("reverse", False), ("proj_size", 0)):
+                              ("bidirectional", False), ("reverse", False), ("proj_size", 0), ("activations", None),
+                              ("clip", None), ("input_forget", False), ("peepholes", False)):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
         return s + f", dtype={self.dtype}"
@@ -352,27 +390,61 @@ class _RecurrentBase(Module):
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
+_VARIANTS_DOC = """
+    Variants (the ONNX operators' cells; None/False keep torch's):
+    activations: None, or the functions f (gates){g}, as a sequence of {count} items shared by both
+        directions or 2*{count} (direction-major); each item an ONNX name, case-insensitive ("Relu",
+        "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu",
+        "Softsign", "Softplus"), or a tuple (name, alpha) / (name, alpha, beta); omitted parameters take
+        gatecell._checks.ACTIVATION_DEFAULTS (LeakyRelu 0.01, ThresholdedRelu 1, ScaledTanh 1 1,
+        HardSigmoid 0.2 0.5, Elu 1, Affine 1 0)
+    clip: None or a positive float: every gate pre-activation is clipped to [-clip, clip] before its
+        function{extra}
+"""
+
+
+def _check_nonlinearity(nonlinearity: Any, activations: Any) -> None:
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+    if nonlinearity != "tanh" and activations is not None:
+        raise ValueError(f"nonlinearity: give either nonlinearity={nonlinearity!r} or activations, not both "
+                         f"(activations={activations!r} already names the function)")
+
+
 class RNN(_RecurrentBase):
-    """Elman RNN, h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) (or relu), torch.nn.RNN's interface."""
+    """Elman RNN, h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) (or relu), torch.nn.RNN's interface.
+    """ + _VARIANTS_DOC.format(g="", count=1, extra="") + """
+    With activations given, nonlinearity must stay "tanh" (the activation replaces it).
+    """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype: Any = np.float32, seed: Optional[int] = None, reverse: bool = False) -> None:
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+                 dtype: Any = np.float32, seed: Optional[int] = None, activations: Any = None,
+                 clip: Optional[float] = None, reverse: bool = False) -> None:
+        _check_nonlinearity(nonlinearity, activations)
         self.nonlinearity = nonlinearity
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, True, dtype, seed, reverse)
+                         bidirectional, 0, True, dtype, seed, activations, clip, reverse=reverse)
+
+
+_LSTM_EXTRA = """ (the cell state c is not clipped)
+    input_forget: couples the gates, f = 1 - i (the forget-gate weights then receive zero gradients)
+    peepholes: adds p_i * c_prev to i's, p_f * c_prev to f's and p_o * c to o's pre-activation, with
+        parameters weight_peep_l{k}[_reverse] of shape (3*hidden_size,) ordered (p_i, p_f, p_o)
+        (LSTMCell: weight_peep), initialised like the other weights"""
 
 
 class LSTM(_RecurrentBase):
-    """Long short-term memory (gates i, f, g, o), torch.nn.LSTM's interface, projection included."""
+    """Long short-term memory (gates i, f, g, o), torch.nn.LSTM's interface, projection included.
+    """ + _VARIANTS_DOC.format(g=", g (cell input), h (cell output)", count=3, extra=_LSTM_EXTRA)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
-                 dtype: Any = np.float32, seed: Optional[int] = None, reverse: bool = False) -> None:
+                 dtype: Any = np.float32, seed: Optional[int] = None, activations: Any = None,
+                 clip: Optional[float] = None, input_forget: bool = False, peepholes: bool = False,
+                 reverse: bool = False) -> None:
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         proj_size, True, dtype, seed, reverse)
+                         proj_size, True, dtype, seed, activations, clip, input_forget, peepholes, reverse)
 
 
 class GRU(_RecurrentBase):
@@ -381,14 +453,14 @@ class GRU(_RecurrentBase):
     linear_before_reset=True is torch's and cuDNN's form, n = tanh(W_in x + b_in + r*(W_hn h + b_hn));
     False is the original form of Cho et al. (2014), n = tanh(W_in x + b_in + W_hn (r*h) + b_hn),
     which Keras (reset_after=False) and ONNX (linear_before_reset=0) use by default.
-    """
+    """ + _VARIANTS_DOC.format(g=" and g (candidate n)", count=2, extra="")
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  linear_before_reset: bool = True, dtype: Any = np.float32, seed: Optional[int] = None,
-                 reverse: bool = False) -> None:
+                 activations: Any = None, clip: Optional[float] = None, reverse: bool = False) -> None:
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         0, linear_before_reset, dtype, seed, reverse)
+                         0, linear_before_reset, dtype, seed, activations, clip, reverse=reverse)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -399,9 +471,10 @@ class _CellBase(_RecurrentBase):
     """One time step; parameters are named like torch's cells (weight_ih, bias_hh, ...)."""
 
     def __init__(self, kind: str, input_size: int, hidden_size: int, bias: bool, linear_before_reset: bool,
-                 dtype: Any, seed: Optional[int]) -> None:
+                 dtype: Any, seed: Optional[int], activations: Any = None, clip: Any = None,
+                 input_forget: bool = False, peepholes: bool = False) -> None:
         super().__init__(kind, input_size, hidden_size, 1, bias, False, 0.0, False, 0, linear_before_reset,
-                         dtype, seed)
+                         dtype, seed, activations, clip, input_forget, peepholes)
         # torch's cells drop the "_l0" suffix.
         self._params = {k[:-3]: v for k, v in self._params.items()}
         self._grads = {k[:-3]: v for k, v in self._grads.items()}
@@ -462,30 +535,33 @@ class _CellBase(_RecurrentBase):
 
 
 class RNNCell(_CellBase):
-    """One step of an Elman RNN, torch.nn.RNNCell's interface."""
+    """One step of an Elman RNN, torch.nn.RNNCell's interface; activations and clip as in RNN."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
-                 dtype: Any = np.float32, seed: Optional[int] = None) -> None:
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+                 dtype: Any = np.float32, seed: Optional[int] = None, activations: Any = None,
+                 clip: Optional[float] = None) -> None:
+        _check_nonlinearity(nonlinearity, activations)
         self.nonlinearity = nonlinearity
-        super().__init__("rnn_" + nonlinearity, input_size, hidden_size, bias, True, dtype, seed)
+        super().__init__("rnn_" + nonlinearity, input_size, hidden_size, bias, True, dtype, seed, activations, clip)
 
 
 class LSTMCell(_CellBase):
-    """One LSTM step, torch.nn.LSTMCell's interface: (h', c') = cell(x, (h, c))."""
+    """One LSTM step, torch.nn.LSTMCell's interface: (h', c') = cell(x, (h, c)); variants as in LSTM."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype: Any = np.float32,
-                 seed: Optional[int] = None) -> None:
-        super().__init__("lstm", input_size, hidden_size, bias, True, dtype, seed)
+                 seed: Optional[int] = None, activations: Any = None, clip: Optional[float] = None,
+                 input_forget: bool = False, peepholes: bool = False) -> None:
+        super().__init__("lstm", input_size, hidden_size, bias, True, dtype, seed, activations, clip, input_forget,
+                         peepholes)
 
 
 class GRUCell(_CellBase):
-    """One GRU step, torch.nn.GRUCell's interface; linear_before_reset selects the form as in GRU."""
+    """One GRU step, torch.nn.GRUCell's interface; linear_before_reset, activations and clip as in GRU."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, linear_before_reset: bool = True,
-                 dtype: Any = np.float32, seed: Optional[int] = None) -> None:
-        super().__init__("gru", input_size, hidden_size, bias, linear_before_reset, dtype, seed)
+                 dtype: Any = np.float32, seed: Optional[int] = None, activations: Any = None,
+                 clip: Optional[float] = None) -> None:
+        super().__init__("gru", input_size, hidden_size, bias, linear_before_reset, dtype, seed, activations, clip)
 
 
 class Linear(Module):

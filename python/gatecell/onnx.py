@@ -18,11 +18,30 @@ implements them:
   h~ = tanh(W_h x + Wb_h + R_h (r * h) + Rb_h), and 1 is torch's form
   h~ = tanh(W_h x + Wb_h + r * (R_h h + Rb_h)).
 
-What the current core cannot execute exactly is refused with NotImplementedError naming the
-attribute, never approximated: activations other than the defaults (RNN: Tanh or Relu per
-direction; GRU: Sigmoid, Tanh; LSTM: Sigmoid, Tanh, Tanh), ``activation_alpha``,
-``activation_beta``, ``clip``, ``input_forget=1`` and the peepholes ``P``. They are coming with
-the generalised kernels. Float16 inputs are refused with TypeError (float32 and float64 only).
+- ``activations``: the eleven functions of Operators.md (Relu, Tanh, Sigmoid, Affine, LeakyRelu,
+  ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, Softsign, Softplus; any case), count per
+  direction (RNN f; GRU f, g; LSTM f, g, h), both directions' lists one after the other (a list of
+  one direction's functions is also accepted for both). ``activation_alpha`` and
+  ``activation_beta`` are consumed in the order of the functions, each value by the next function
+  that takes that parameter (alpha: Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid,
+  Elu; beta: Affine, ScaledTanh, HardSigmoid), as ONNX Runtime does; values left over raise
+  ValueError. A parameter not given takes the default of the ONNX operator of the same name
+  (LeakyRelu alpha 0.01, ThresholdedRelu 1.0, HardSigmoid 0.2/0.5, Elu 1.0) and, for the retired
+  Affine and ScaledTanh, 1.0/0.0 and 1.0/1.0.
+- ``clip`` (> 0) bounds every gate pre-activation (peephole terms included) to [-clip, clip]
+  before its function; the LSTM cell state is not clipped before h. ``input_forget=1`` couples
+  the LSTM gates, f = 1 - i (the forget gate's peephole then plays no part). ``P`` [D, 3*H] holds
+  the peepholes in ONNX's order i, o, f: i and f look at C_{t-1}, o at C_t.
+
+These run in the C++ core (the cell-variant kernels, cpp/src/variants.cpp); the default cells
+run in the torch-form kernels. Float16 inputs are refused with TypeError (float32 and float64 only).
+
+ONNX Runtime (1.32, CPU) quirks, where gatecell follows Operators.md instead:
+- ThresholdedRelu, ScaledTanh and Affine without activation_alpha/activation_beta: ONNX Runtime
+  uses 0 for the missing values (ThresholdedRelu becomes a Relu, ScaledTanh and Affine return 0);
+  Operators.md says the defaults are those of the operators (ThresholdedRelu alpha = 1.0).
+- ONNX Runtime's LSTM runs float32 only (double inputs fail: "LSTM operator does not support
+  double yet"); gatecell runs both.
 """
 
 from __future__ import annotations
@@ -33,7 +52,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
-from ._checks import shape_str, to_numpy
+from ._checks import ACTIVATION_DEFAULTS, check_clip, shape_str, to_numpy
 from .convert import GATES, onnx_to_torch
 
 __all__ = ["rnn", "gru", "lstm", "run_node", "from_onnx", "OPS"]
@@ -42,7 +61,11 @@ Array = np.ndarray
 
 # ONNX operator -> gatecell cell kind
 OPS = {"RNN": "rnn", "GRU": "gru", "LSTM": "lstm"}
-_DEFAULT_ACTIVATIONS = {"rnn": ("tanh",), "gru": ("sigmoid", "tanh"), "lstm": ("sigmoid", "tanh", "tanh")}
+_DEFAULT_ACTIVATIONS = {"rnn": ("Tanh",), "gru": ("Sigmoid", "Tanh"), "lstm": ("Sigmoid", "Tanh", "Tanh")}
+_ACTIVATION_NAMES = {name.lower(): name for name in ACTIVATION_DEFAULTS}
+# The functions that consume a value of activation_alpha / activation_beta.
+_USES_ALPHA = {"Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu"}
+_USES_BETA = {"Affine", "ScaledTanh", "HardSigmoid"}
 _DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
 _PENDING = "is not supported yet: it needs the generalised kernels (issue 3), which are coming"
 
@@ -74,58 +97,109 @@ def _reverse_sequences(x: Array, lengths: Optional[Array], batch_first: bool) ->
     return np.ascontiguousarray(x[n.T, source.T] if batch_first else x[source, n])
 
 
-def _check_attributes(kind: str, D: int, activations: Any, activation_alpha: Any, activation_beta: Any,
-                      clip: Any, input_forget: Any) -> List[str]:
-    """The core cell kind of each direction; NotImplementedError for what the core cannot run exactly."""
-    if activation_alpha is not None and len(activation_alpha) > 0:
-        raise NotImplementedError(f"activation_alpha={list(activation_alpha)} {_PENDING}")
-    if activation_beta is not None and len(activation_beta) > 0:
-        raise NotImplementedError(f"activation_beta={list(activation_beta)} {_PENDING}")
-    if clip is not None:
-        raise NotImplementedError(f"clip={clip} {_PENDING}")
-    if input_forget not in (0, False):
-        if input_forget not in (1, True):
-            raise ValueError(f"input_forget: expected 0 or 1, got {input_forget!r}")
-        raise NotImplementedError(f"input_forget=1 {_PENDING}")
+def _real_list(name: str, values: Any) -> List[float]:
+    if values is None:
+        return []
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected a list of floats, got {values!r}") from exc
+
+
+def activation_specs(kind: str, D: int, activations: Any, activation_alpha: Any = None,
+                     activation_beta: Any = None) -> List[list]:
+    """The functions of every direction as [[Name, alpha, beta], ...] (D * count, direction-major).
+
+    kind: "rnn", "gru" or "lstm"; D: number of directions
+    activations: the operator's attribute (None or empty for the defaults)
+    activation_alpha, activation_beta: the attributes, consumed in the order of the functions
+    """
     per_direction = _DEFAULT_ACTIVATIONS[kind]
+    count = len(per_direction)
     if activations is None or len(activations) == 0:
         names = list(per_direction) * D
     else:
-        names = [(a.decode() if isinstance(a, bytes) else str(a)).lower() for a in activations]
-        if len(names) == len(per_direction) and D == 2:
-            names = names * 2  # one list given for both directions
-        if len(names) != len(per_direction) * D:
-            raise ValueError(f"activations: expected {len(per_direction) * D} names ({len(per_direction)} per "
-                             f"direction, {D} direction(s)), got {list(activations)}")
-    kinds = []
-    for d in range(D):
-        mine = tuple(names[d * len(per_direction):(d + 1) * len(per_direction)])
-        if kind == "rnn" and mine in (("tanh",), ("relu",)):
-            kinds.append("rnn_" + mine[0])
-        elif mine == per_direction:
-            kinds.append(kind)
-        else:
-            raise NotImplementedError(f"activations={list(activations)} {_PENDING}")
+        names = []
+        for a in activations:
+            a = a.decode() if isinstance(a, bytes) else str(a)
+            if a.lower() not in _ACTIVATION_NAMES:
+                raise ValueError(f"activations: expected names among {list(ACTIVATION_DEFAULTS)} (any case), "
+                                 f"got {a!r}")
+            names.append(_ACTIVATION_NAMES[a.lower()])
+        if len(names) not in (count, count * D):
+            raise ValueError(f"activations: expected {count * D} names ({count} per direction, {D} direction(s)), "
+                             f"got {list(activations)}")
+    alphas = _real_list("activation_alpha", activation_alpha)
+    betas = _real_list("activation_beta", activation_beta)
+    specs = []
+    for name in names:
+        alpha, beta = ACTIVATION_DEFAULTS[name]
+        if name in _USES_ALPHA and alphas:
+            alpha = alphas.pop(0)
+        if name in _USES_BETA and betas:
+            beta = betas.pop(0)
+        specs.append([name, alpha, beta])
+    if alphas or betas:
+        raise ValueError(f"activation_alpha, activation_beta: {len(alphas)} alpha and {len(betas)} beta value(s) "
+                         f"left over after the functions {names} took theirs")
+    if len(specs) == count and D == 2:
+        specs = specs + [list(s) for s in specs]  # one list given for both directions
+    return specs
+
+
+def _torch_kind(kind: str, specs: List[list]) -> Optional[str]:
+    """The torch-form cell kind running exactly these functions (one direction's), or None."""
+    names = tuple(s[0] for s in specs)
+    if kind == "rnn" and names in (("Tanh",), ("Relu",)):
+        return "rnn_" + names[0].lower()
+    return kind if names == _DEFAULT_ACTIVATIONS[kind] else None
+
+
+def _check_flag(name: str, value: Any) -> bool:
+    if value not in (0, 1):
+        raise ValueError(f"{name}: expected 0 or 1, got {value!r}")
+    return bool(value)
+
+
+def _check_attributes(kind: str, D: int, activations: Any, activation_alpha: Any, activation_beta: Any,
+                      clip: Any, input_forget: Any) -> List[str]:
+    """The torch-form cell kind of each direction, for from_onnx (which builds torch-form layers only
+    for now); NotImplementedError for the variants."""
+    specs = activation_specs(kind, D, activations, activation_alpha, activation_beta)
+    kinds = [_torch_kind(kind, specs[d * len(specs) // D:(d + 1) * len(specs) // D]) for d in range(D)]
+    parametrised = any(name in _USES_ALPHA | _USES_BETA for name, _, _ in specs)
+    if check_clip("clip", clip) is not None or _check_flag("input_forget", input_forget) or None in kinds \
+            or parametrised:
+        raise NotImplementedError(f"activations={activations}, clip={clip}, input_forget={input_forget}: "
+                                  "from_onnx builds torch-form layers only; run the node with gc.onnx.run_node")
     return kinds
 
 
 def _core_forward(kind: str, entries: list, x: Array, lengths: Optional[Array], h0: Optional[Array],
                   c0: Optional[Array], batch_first: bool, linear_before_reset: bool,
-                  ) -> Tuple[Array, Array, Optional[Array]]:
-    """One layer through gatecell._core.network_forward; entries: 1 or 2 torch-layout weight tuples."""
+                  variants: Optional[Dict[str, Any]] = None) -> Tuple[Array, Array, Optional[Array]]:
+    """One layer through gatecell._core.network_forward; entries: 1 or 2 torch-layout weight tuples
+    (a sixth item w_peep with peepholes); variants: None for the torch-form cells, else the
+    NetworkConfig fields activations (normalised specs of these directions), clip, input_forget, peepholes."""
+    from .layers import core_activations
+
     cfg = _core.NetworkConfig()
     cfg.kind = getattr(_core.CellKind, kind)
     cfg.input_size, cfg.hidden_size = x.shape[2], entries[0][1].shape[1]
     cfg.num_layers, cfg.bidirectional = 1, len(entries) == 2
     cfg.bias = entries[0][2] is not None
     cfg.linear_before_reset = linear_before_reset
+    if variants is not None:
+        cfg.activations = core_activations(variants["activations"])
+        cfg.clip = variants["clip"] or 0.0
+        cfg.input_forget, cfg.peepholes = variants["input_forget"], variants["peepholes"]
     y, h_n, c_n, _ = _core.network_forward(cfg, entries, x, lengths, h0, c0, batch_first, False, 0)
     return y, h_n, c_n
 
 
 def _run(op_kind: str, X: Any, W: Any, R: Any, B: Any, sequence_lens: Any, initial_h: Any, initial_c: Any,
          activations: Any, activation_alpha: Any, activation_beta: Any, clip: Any, direction: Any,
-         hidden_size: Any, layout: Any, linear_before_reset: Any = 0, input_forget: Any = 0,
+         hidden_size: Any, layout: Any, linear_before_reset: Any = 0, input_forget: Any = 0, P: Any = None,
          ) -> Tuple[Array, Array, Optional[Array]]:
     """Checks the inputs of one ONNX recurrent operator, runs it, returns (Y, Y_h, Y_c or None)."""
     if isinstance(direction, bytes):
@@ -137,7 +211,15 @@ def _run(op_kind: str, X: Any, W: Any, R: Any, B: Any, sequence_lens: Any, initi
     if linear_before_reset not in (0, 1):
         raise ValueError(f"linear_before_reset: expected 0 or 1, got {linear_before_reset!r}")
     D = _DIRECTIONS[direction]
-    kinds = _check_attributes(op_kind, D, activations, activation_alpha, activation_beta, clip, input_forget)
+    specs = activation_specs(op_kind, D, activations, activation_alpha, activation_beta)
+    count = len(specs) // D
+    clip = check_clip("clip", clip)
+    coupled = _check_flag("input_forget", input_forget)
+    kinds = [_torch_kind(op_kind, specs[d * count:(d + 1) * count]) for d in range(D)]
+    variants = None
+    if clip is not None or coupled or P is not None or None in kinds:
+        variants = {"activations": specs, "clip": clip, "input_forget": coupled, "peepholes": P is not None}
+        kinds = [op_kind if op_kind != "rnn" else "rnn_tanh"] * D  # the functions come from `activations`
     batch_first = layout == 1
 
     X = _float_input("X", X, None)
@@ -182,16 +264,22 @@ def _run(op_kind: str, X: Any, W: Any, R: Any, B: Any, sequence_lens: Any, initi
     sd = onnx_to_torch(op_kind, W, R, B)
     entries = [tuple(sd.get(name + ("_l0_reverse" if d else "_l0"))
                      for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")) for d in range(D)]
+    if P is not None:
+        P = _float_input("P", P, dtype, (D, 3 * H))
+        # ONNX orders the peepholes i, o, f; the core (p_i, p_f, p_o).
+        entries = [e + (np.ascontiguousarray(np.concatenate([P[d, :H], P[d, 2 * H:], P[d, H:2 * H]])),)
+                   for d, e in enumerate(entries)]
     lbr = bool(linear_before_reset)
 
     def one_direction(d: int, reverse: bool) -> Tuple[Array, Array, Optional[Array]]:
         state = [None if s is None else s[d:d + 1] for s in (h0, c0)]
         x = _reverse_sequences(X, lengths, batch_first) if reverse else X
-        y, h_n, c_n = _core_forward(kinds[d], [entries[d]], x, lengths, state[0], state[1], batch_first, lbr)
+        mine = None if variants is None else dict(variants, activations=specs[d * count:(d + 1) * count])
+        y, h_n, c_n = _core_forward(kinds[d], [entries[d]], x, lengths, state[0], state[1], batch_first, lbr, mine)
         return (_reverse_sequences(y, lengths, batch_first) if reverse else y), h_n, c_n
 
     if D == 2 and kinds[0] == kinds[1]:
-        y, h_n, c_n = _core_forward(kinds[0], entries, X, lengths, h0, c0, batch_first, lbr)
+        y, h_n, c_n = _core_forward(kinds[0], entries, X, lengths, h0, c0, batch_first, lbr, variants)
     elif D == 2:  # an RNN with a different activation per direction: one core call each
         parts = [one_direction(0, False), one_direction(1, True)]
         y = np.concatenate([parts[0][0], parts[1][0]], axis=2)
@@ -225,8 +313,8 @@ def rnn(X: Any, W: Any, R: Any, B: Any = None, sequence_lens: Any = None, initia
     W: [D, H, I]; R: [D, H, H]; B: [D, 2*H] = [Wb, Rb] or None for zero
     sequence_lens: [N] ints in [0, T] or None for all T
     initial_h: [D, N, H] (layout 0) or [N, D, H] (layout 1), or None for zeros
-    activations: f per direction, "Tanh" (default) or "Relu"; others, activation_alpha/beta and clip
-        raise NotImplementedError (coming with the generalised kernels)
+    activations: f per direction (default Tanh), any of the eleven functions (see the module docstring)
+    activation_alpha, activation_beta: their parameters, consumed in order; clip: None or > 0
     direction: "forward", "reverse" or "bidirectional" (D = 2); hidden_size: checked against R
     layout: 0 or 1, as above; returns Y [T, D, N, H] or [N, T, D, H], Y_h [D, N, H] or [N, D, H]
     """
@@ -245,8 +333,8 @@ def gru(X: Any, W: Any, R: Any, B: Any = None, sequence_lens: Any = None, initia
     W: [D, 3*H, I]; R: [D, 3*H, H]; B: [D, 6*H] = [Wb, Rb] or None for zero
     sequence_lens: [N] ints in [0, T] or None for all T
     initial_h: [D, N, H] (layout 0) or [N, D, H] (layout 1), or None for zeros
-    activations: only the default (Sigmoid, Tanh) per direction; others, activation_alpha/beta and
-        clip raise NotImplementedError (coming with the generalised kernels)
+    activations: f (gates z, r), g (candidate) per direction (default Sigmoid, Tanh), any of the eleven
+        functions; activation_alpha, activation_beta: their parameters, consumed in order; clip: None or > 0
     direction: "forward", "reverse" or "bidirectional" (D = 2); hidden_size: checked against R
     layout: 0 or 1, as above
     linear_before_reset: 0 (ONNX's default, the original form) or 1 (torch's form)
@@ -268,17 +356,16 @@ def lstm(X: Any, W: Any, R: Any, B: Any = None, sequence_lens: Any = None, initi
     W: [D, 4*H, I]; R: [D, 4*H, H]; B: [D, 8*H] = [Wb, Rb] or None for zero
     sequence_lens: [N] ints in [0, T] or None for all T
     initial_h, initial_c: [D, N, H] (layout 0) or [N, D, H] (layout 1), or None for zeros
-    P: peepholes [D, 3*H]: only None for now (NotImplementedError otherwise; coming)
-    activations: only the default (Sigmoid, Tanh, Tanh) per direction; others, activation_alpha/beta,
-        clip and input_forget=1 raise NotImplementedError (coming with the generalised kernels)
+    P: peepholes [D, 3*H] ordered i, o, f, or None for none
+    activations: f (gates), g (cell input), h (cell output) per direction (default Sigmoid, Tanh, Tanh),
+        any of the eleven functions; activation_alpha, activation_beta: their parameters, consumed in
+        order; clip: None or > 0 (gate pre-activations only); input_forget: 0, or 1 for f = 1 - i
     direction: "forward", "reverse" or "bidirectional" (D = 2); hidden_size: checked against R
     layout: 0 or 1, as above
     returns Y [T, D, N, H] or [N, T, D, H], Y_h and Y_c [D, N, H] or [N, D, H]
     """
-    if P is not None:
-        raise NotImplementedError(f"P (peepholes) {_PENDING}")
     Y, Y_h, Y_c = _run("lstm", X, W, R, B, sequence_lens, initial_h, initial_c, activations, activation_alpha,
-                       activation_beta, clip, direction, hidden_size, layout, 0, input_forget)
+                       activation_beta, clip, direction, hidden_size, layout, 0, input_forget, P)
     return Y, Y_h, Y_c
 
 

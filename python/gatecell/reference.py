@@ -28,6 +28,13 @@ element-wise, W_*x means x @ W_*^T):
           (G3') n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)     linear_before_reset=False (Cho 2014)
           (G4) h' = (1 - z) * n + z * h
 
+Variants (the ONNX operators' attributes; ``activations``, ``clip``, ``input_forget`` and the
+peepholes ``weight_peep_l{k}`` [3H] = (p_i, p_f, p_o)): σ and tanh above become the functions
+f (gates), g (LSTM cell input, GRU candidate) and h (LSTM cell output) of ``activations``; with
+``clip`` every gate pre-activation a (i f g o, r z n, the RNN's) is clipped to [-clip, clip]
+before its function (the cell state c' before h is not); the peepholes add p_i * c and p_f * c
+to a_i and a_f, and p_o * c' to a_o; ``input_forget`` replaces f by 1 - i.
+
 Network conventions (torch.nn): ``x`` is time-major ``(T, N, I)``; states are
 ``(L*D, N, Hout)`` with (layer l, direction d) at index ``l*D + d``; the output
 ``y`` is ``(T, N, D*Hout)`` with the forward direction in columns ``[0:Hout]``
@@ -44,7 +51,7 @@ from typing import Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["sigmoid", "cell_forward", "network_forward"]
+__all__ = ["sigmoid", "activation", "ACTIVATIONS", "cell_forward", "network_forward"]
 
 Params = Mapping[str, np.ndarray]
 
@@ -61,6 +68,49 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=_WORK)
     e = np.exp(-np.abs(a))  # in (0, 1]: safe for any a
     return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+# The eleven ONNX activation functions, a -> value, with their parameters alpha and beta.
+ACTIVATIONS = {
+    "Relu": lambda a, alpha, beta: np.maximum(a, 0.0),
+    "Tanh": lambda a, alpha, beta: np.tanh(a),
+    "Sigmoid": lambda a, alpha, beta: sigmoid(a),
+    "Affine": lambda a, alpha, beta: alpha * a + beta,
+    "LeakyRelu": lambda a, alpha, beta: np.where(a >= 0, a, alpha * a),
+    "ThresholdedRelu": lambda a, alpha, beta: np.where(a >= alpha, a, 0.0),
+    "ScaledTanh": lambda a, alpha, beta: alpha * np.tanh(beta * a),
+    "HardSigmoid": lambda a, alpha, beta: np.clip(alpha * a + beta, 0.0, 1.0),
+    "Elu": lambda a, alpha, beta: np.where(a >= 0, a, alpha * np.expm1(np.minimum(a, 0.0))),
+    "Softsign": lambda a, alpha, beta: a / (1.0 + np.abs(a)),
+    "Softplus": lambda a, alpha, beta: np.logaddexp(0.0, a),
+}
+
+
+def activation(spec: Sequence, a: np.ndarray) -> np.ndarray:
+    """One ONNX activation function applied element-wise.
+
+    spec: (name, alpha, beta) with the ONNX spelling of the name, e.g. ("HardSigmoid", 0.2, 0.5)
+    a: [any] pre-activation
+    """
+    name, alpha, beta = spec
+    return ACTIVATIONS[name](np.asarray(a, dtype=_WORK), float(alpha), float(beta))
+
+
+_DEFAULTS = {"rnn": (("Tanh", 0.0, 0.0),), "gru": (("Sigmoid", 0.0, 0.0), ("Tanh", 0.0, 0.0)),
+             "lstm": (("Sigmoid", 0.0, 0.0), ("Tanh", 0.0, 0.0), ("Tanh", 0.0, 0.0))}
+
+
+class _Variant:
+    """The cell functions of one direction, with clip, input_forget and peepholes (None: torch's cell)."""
+
+    def __init__(self, specs, clip, input_forget, peep):
+        self.funcs = [lambda a, s=s: activation(s, a) for s in specs]
+        self.clip = clip
+        self.input_forget = input_forget
+        self.peep = peep  # [3H] (p_i, p_f, p_o) in float64, or None
+
+    def pre(self, a):
+        return a if not self.clip else np.clip(a, -self.clip, self.clip)
 
 
 def _act(nonlinearity: str, a: np.ndarray) -> np.ndarray:
@@ -95,40 +145,51 @@ def _bias(params: Params, name: str, rows: int) -> np.ndarray:
 # One time step for a whole batch. x: [N, I], h: [N, Hout], c: [N, H].
 # ----------------------------------------------------------------------------
 
-def _rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
-    return _act(nonlinearity, x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)  # (R1)
+def _rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, variant=None):
+    a = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh  # (R1)
+    if variant is not None:
+        return variant.funcs[0](variant.pre(a))
+    return _act(nonlinearity, a)
 
 
-def _lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr):
+def _lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, variant=None):
     hidden = w_hh.shape[0] // 4
+    v = variant or _Variant(_DEFAULTS["lstm"], None, False, None)
     a = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh  # (L1)
     a_i = a[:, 0 * hidden:1 * hidden]
     a_f = a[:, 1 * hidden:2 * hidden]
     a_g = a[:, 2 * hidden:3 * hidden]
     a_o = a[:, 3 * hidden:4 * hidden]
-    i = sigmoid(a_i)  # (L2)
-    f = sigmoid(a_f)
-    g = np.tanh(a_g)
-    o = sigmoid(a_o)
+    if v.peep is not None:  # peepholes look at the cell state entering the step
+        a_i = a_i + v.peep[:hidden] * c
+        a_f = a_f + v.peep[hidden:2 * hidden] * c
+    i = v.funcs[0](v.pre(a_i))  # (L2)
+    f = 1.0 - i if v.input_forget else v.funcs[0](v.pre(a_f))
+    g = v.funcs[1](v.pre(a_g))
     c_new = f * c + i * g  # (L3)
-    m = o * np.tanh(c_new)  # (L4)
+    if v.peep is not None:  # ... and the output gate at the cell state leaving it
+        a_o = a_o + v.peep[2 * hidden:] * c_new
+    o = v.funcs[0](v.pre(a_o))
+    m = o * v.funcs[2](c_new)  # (L4)
     h_new = m if w_hr is None else m @ w_hr.T  # (L5)
     return h_new, c_new
 
 
-def _gru_step(x, h, w_ih, w_hh, b_ih, b_hh, linear_before_reset):
+def _gru_step(x, h, w_ih, w_hh, b_ih, b_hh, linear_before_reset, variant=None):
     hidden = w_hh.shape[0] // 3
+    v = variant or _Variant(_DEFAULTS["gru"], None, False, None)
     rows_r = slice(0 * hidden, 1 * hidden)
     rows_z = slice(1 * hidden, 2 * hidden)
     rows_n = slice(2 * hidden, 3 * hidden)
-    r = sigmoid(x @ w_ih[rows_r].T + b_ih[rows_r] + h @ w_hh[rows_r].T + b_hh[rows_r])  # (G1)
-    z = sigmoid(x @ w_ih[rows_z].T + b_ih[rows_z] + h @ w_hh[rows_z].T + b_hh[rows_z])  # (G2)
+    r = v.funcs[0](v.pre(x @ w_ih[rows_r].T + b_ih[rows_r] + h @ w_hh[rows_r].T + b_hh[rows_r]))  # (G1)
+    z = v.funcs[0](v.pre(x @ w_ih[rows_z].T + b_ih[rows_z] + h @ w_hh[rows_z].T + b_hh[rows_z]))  # (G2)
     if linear_before_reset:
         # (G3) the reset gate scales the recurrent term after the matrix product
-        n = np.tanh(x @ w_ih[rows_n].T + b_ih[rows_n] + r * (h @ w_hh[rows_n].T + b_hh[rows_n]))
+        a_n = x @ w_ih[rows_n].T + b_ih[rows_n] + r * (h @ w_hh[rows_n].T + b_hh[rows_n])
     else:
         # (G3') the reset gate scales the state before the matrix product
-        n = np.tanh(x @ w_ih[rows_n].T + b_ih[rows_n] + (r * h) @ w_hh[rows_n].T + b_hh[rows_n])
+        a_n = x @ w_ih[rows_n].T + b_ih[rows_n] + (r * h) @ w_hh[rows_n].T + b_hh[rows_n]
+    n = v.funcs[1](v.pre(a_n))
     return (1.0 - z) * n + z * h  # (G4)
 
 
@@ -178,7 +239,7 @@ def cell_forward(
 # Networks
 # ----------------------------------------------------------------------------
 
-def _run_direction(kind, weights, x, h0, c0, valid, reverse, nonlinearity, linear_before_reset):
+def _run_direction(kind, weights, x, h0, c0, valid, reverse, nonlinearity, linear_before_reset, variant=None):
     """One layer, one direction, over all steps.
 
     weights: (w_ih, w_hh, b_ih, b_hh, w_hr) in float64, w_hr None unless LSTM with projection
@@ -186,6 +247,7 @@ def _run_direction(kind, weights, x, h0, c0, valid, reverse, nonlinearity, linea
     h0: [N, Hout], c0: [N, H] (c0 only for LSTM)
     valid: [T, N] bool, valid[t, n] is True when t < lengths[n]
     reverse: walk t = T-1 .. 0 instead of 0 .. T-1
+    variant: this direction's cell variant, or None for torch's cell
     Returns y [T, N, Hout] (zero at invalid steps), h_n [N, Hout], c_n [N, H] or None.
     """
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
@@ -196,11 +258,11 @@ def _run_direction(kind, weights, x, h0, c0, valid, reverse, nonlinearity, linea
     order = range(steps - 1, -1, -1) if reverse else range(steps)
     for t in order:
         if kind == "rnn":
-            h_new = _rnn_step(x[t], h, w_ih, w_hh, b_ih, b_hh, nonlinearity)
+            h_new = _rnn_step(x[t], h, w_ih, w_hh, b_ih, b_hh, nonlinearity, variant)
         elif kind == "gru":
-            h_new = _gru_step(x[t], h, w_ih, w_hh, b_ih, b_hh, linear_before_reset)
+            h_new = _gru_step(x[t], h, w_ih, w_hh, b_ih, b_hh, linear_before_reset, variant)
         else:
-            h_new, c_new = _lstm_step(x[t], h, c, w_ih, w_hh, b_ih, b_hh, w_hr)
+            h_new, c_new = _lstm_step(x[t], h, c, w_ih, w_hh, b_ih, b_hh, w_hr, variant)
         # A sequence that has ended (forward) or not yet started (reverse) keeps
         # its state and outputs zero: this is what packing does.
         mask = valid[t][:, None]
@@ -225,6 +287,10 @@ def network_forward(
     proj_size: int = 0,
     linear_before_reset: bool = True,
     dropout_masks: Optional[Sequence[np.ndarray]] = None,
+    activations: Optional[Sequence[Sequence]] = None,
+    clip: Optional[float] = None,
+    input_forget: bool = False,
+    peepholes: bool = False,
 ) -> Union[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Multi-layer, optionally bidirectional torch.nn RNN / LSTM / GRU; returns (y, h_n) or (y, h_n, c_n).
 
@@ -240,6 +306,11 @@ def network_forward(
     proj_size: LSTM projection size, 0 for none (then weight_hr_* must be absent)
     linear_before_reset: GRU form, True for torch's (G3), False for Cho's (G3')
     dropout_masks: L-1 arrays [T, N, D*Hout], already scaled; mask l-1 multiplies the input of layer l
+    activations: None for torch's functions, else (name, alpha, beta) triples, count per direction
+        (RNN 1: f; GRU 2: f, g; LSTM 3: f, g, h), given once for all directions or D*count direction-major
+    clip: None, or a positive bound for every gate pre-activation
+    input_forget: LSTM only, f = 1 - i
+    peepholes: LSTM only; params then hold weight_peep_l{l}[_reverse] [3H] = (p_i, p_f, p_o)
     Returns y [T, N, D*Hout], h_n [L*D, N, Hout] and, for LSTM, c_n [L*D, N, H].
     """
     _check_kind(kind)
@@ -265,6 +336,18 @@ def network_forward(
         if np.any(lengths_arr < 1) or np.any(lengths_arr > steps):
             raise ValueError(f"lengths: expected values in 1..{steps}, got {lengths_arr.tolist()}")
     valid = np.arange(steps)[:, None] < lengths_arr[None, :]  # [T, N]
+    count = len(_DEFAULTS[kind])
+    specs = None
+    if activations is not None:
+        specs = [tuple(s) for s in activations]
+        if len(specs) == count:
+            specs = specs * directions
+        if len(specs) != count * directions:
+            raise ValueError(f"activations: expected {count} or {count * directions} functions, got {len(specs)}")
+    elif clip or input_forget or peepholes:
+        specs = list(_DEFAULTS[kind]) * directions
+        if kind == "rnn":
+            specs = [(nonlinearity.capitalize(), 0.0, 0.0)] * directions
 
     gates = _GATES[kind]
     hidden = _get(params, "weight_hh_l0").shape[0] // gates
@@ -303,11 +386,15 @@ def network_forward(
                 raise ValueError(f"params: 'weight_ih{suffix}' expected {layer_input.shape[2]} columns, "
                                  f"got {w_ih.shape}")
             index = layer * directions + direction
+            variant = None
+            if specs is not None:
+                peep = _get(params, "weight_peep" + suffix) if peepholes else None
+                variant = _Variant(specs[direction * count:(direction + 1) * count], clip, input_forget, peep)
             y, h_last, c_last = _run_direction(
                 kind, (w_ih, w_hh, b_ih, b_hh, w_hr), layer_input,
                 h0[index], None if kind != "lstm" else c0[index],
                 valid, reverse=(direction == 1),
-                nonlinearity=nonlinearity, linear_before_reset=linear_before_reset)
+                nonlinearity=nonlinearity, linear_before_reset=linear_before_reset, variant=variant)
             outputs.append(y)
             h_n[index] = h_last
             if kind == "lstm":

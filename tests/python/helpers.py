@@ -35,6 +35,26 @@ def central_difference(loss, arr, index, eps=1e-6):
     return (up - down) / (2 * eps)
 
 
+def numeric_grad(loss, arr, eps=1e-6):
+    """Central differences of loss() with respect to every entry of arr (perturbed in place)."""
+    g = np.zeros_like(arr)
+    flat, gflat = arr.reshape(-1), g.reshape(-1)
+    for k in range(flat.size):
+        gflat[k] = central_difference(loss, flat, k, eps)
+    return g
+
+
+def output_state_loss(m, x, state, lengths, dy, dstate, is_lstm):
+    """loss() = <out, dy> + <state_n, dstate> of a recurrent layer, whose gradients backward(dy, dstate) returns."""
+    def loss():
+        out, s_n = m(x, state, lengths=lengths)
+        total = float(np.sum(out * dy))
+        for s, d in zip(s_n if is_lstm else [s_n], dstate):
+            total += float(np.sum(s * d))
+        return total
+    return loss
+
+
 def read_safetensors(path):
     """(tensors, metadata) of a safetensors file, read by hand from the format's definition."""
     import json

@@ -13,7 +13,7 @@ import pytest
 import gatecell as gc
 from gatecell import reference
 from conftest import CASES, record
-from helpers import assert_close, central_difference
+from helpers import assert_close, numeric_grad as _numeric_grad, output_state_loss as _loss_fn
 
 CONFIGS = {  # name -> (class, reference kind, kwargs)
     "rnn_tanh": (gc.RNN, "rnn", {"nonlinearity": "tanh"}),
@@ -23,26 +23,6 @@ CONFIGS = {  # name -> (class, reference kind, kwargs)
     "gru": (gc.GRU, "gru", {}),
     "gru_original": (gc.GRU, "gru", {"linear_before_reset": False}),
 }
-
-
-def _loss_fn(m, x, state, lengths, dy, dstate, is_lstm):
-    """A scalar L = <out, dy> + <state_n, dstate>, whose gradients backward(dy, dstate) returns."""
-    def loss():
-        out, s_n = m(x, state, lengths=lengths)
-        total = float(np.sum(out * dy))
-        for s, d in zip(s_n if is_lstm else [s_n], dstate):
-            total += float(np.sum(s * d))
-        return total
-    return loss
-
-
-def _numeric_grad(loss, arr, eps=1e-6):
-    """Central differences of loss() with respect to every entry of arr (perturbed in place)."""
-    g = np.zeros_like(arr)
-    flat, gflat = arr.reshape(-1), g.reshape(-1)
-    for k in range(flat.size):
-        gflat[k] = central_difference(loss, flat, k, eps)
-    return g
 
 
 @pytest.mark.parametrize("name,layers,bidir,lengths_on,bf", [

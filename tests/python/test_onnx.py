@@ -15,17 +15,11 @@ from onnx_helpers import (GATES, OUTPUTS, make_node, node_cases, output_to_layou
                           run_ort, run_reference, to_layout0)
 
 NODE_CASES = node_cases()
-# ONNX node tests the current kernels cannot run, with the input or attribute responsible.
-DEFERRED = {"test_lstm_with_peepholes": "P"}
 
 
 @pytest.mark.parametrize("case", NODE_CASES, ids=[c[0] for c in NODE_CASES])
 def test_onnx_node_case(case):
     name, node, inputs, expected = case
-    if name in DEFERRED:
-        with pytest.raises(NotImplementedError, match=DEFERRED[name]):
-            gc.onnx.run_node(node, inputs)
-        return
     got = gc.onnx.run_node(node, inputs)
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
@@ -37,11 +31,12 @@ def test_onnx_node_case(case):
 def test_node_cases_cover_every_operator():
     ops = {c[1].op_type for c in NODE_CASES}
     assert ops == {"RNN", "GRU", "LSTM"} and len(NODE_CASES) >= 18
-    assert set(DEFERRED) <= {c[0] for c in NODE_CASES}
+    assert "test_lstm_with_peepholes" in {c[0] for c in NODE_CASES}
 
 
 def random_case(seed, dtype=None, reference=False):
-    """A random operator, attributes (within what the core runs exactly), inputs and requested outputs.
+    """A random operator, attributes (torch-form cells; test_onnx_variants.py draws the variants), inputs
+    and requested outputs.
 
     dtype: that of every float input; None picks float32 or float64 at random
     reference: only what onnx.reference runs (it ignores sequence_lens and knows no Relu)
@@ -135,37 +130,6 @@ def _lstm_inputs(dtype=np.float32, D=1):
     T, N, I, H = 3, 2, 2, 3
     return (rng.standard_normal((T, N, I)).astype(dtype), rng.standard_normal((D, 4 * H, I)).astype(dtype),
             rng.standard_normal((D, 4 * H, H)).astype(dtype))
-
-
-@pytest.mark.parametrize("attribute,value,match", [
-    ("activations", ["HardSigmoid", "Tanh", "Tanh"], "activations"),
-    ("activations", ["Sigmoid", "Relu", "Tanh"], "activations"),
-    ("activation_alpha", [0.5], "activation_alpha"),
-    ("activation_beta", [0.1], "activation_beta"),
-    ("clip", 3.0, "clip"),
-    ("input_forget", 1, "input_forget"),
-    ("P", np.zeros((1, 9), np.float32), "P"),
-])
-def test_what_the_core_cannot_run_is_refused(attribute, value, match):
-    X, W, R = _lstm_inputs()
-    with pytest.raises(NotImplementedError, match=match):
-        gc.onnx.lstm(X, W, R, **{attribute: value})
-
-
-def test_refusals_through_run_node_and_other_operators():
-    from onnx import helper
-
-    X, W, R = _lstm_inputs()
-    node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], clip=1.5)
-    with pytest.raises(NotImplementedError, match="clip"):
-        gc.onnx.run_node(node, [X, W, R])
-    rng = np.random.default_rng(1)
-    Wg, Rg = rng.standard_normal((1, 9, 2)).astype(np.float32), rng.standard_normal((1, 9, 3)).astype(np.float32)
-    with pytest.raises(NotImplementedError, match="activations"):
-        gc.onnx.gru(X, Wg, Rg, activations=["Sigmoid", "Relu"])
-    Wr, Rr = Wg[:, :3], Rg[:, :3]
-    with pytest.raises(NotImplementedError, match="activations"):
-        gc.onnx.rnn(X, Wr, Rr, activations=["Softsign"])
 
 
 def test_run_node_aligns_inputs_and_outputs():

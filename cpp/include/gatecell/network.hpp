@@ -20,6 +20,8 @@ struct LayerCache {
   std::vector<Scalar> m;       // [rows, H] LSTM o*tanh(c) before the projection (proj_size > 0)
   std::vector<Scalar> hn;      // [rows, H] GRU, linear-before-reset: W_hn h_prev + b_hn
   std::vector<Scalar> rh;      // [rows, H] GRU, original form: r * h_prev
+  std::vector<Scalar> pre;     // [rows, G*H] cell variants only: gate pre-activations before clip and
+                               // activation (LSTM peephole terms included; GRU n: x_n + r*hn or + rh W_hn^T)
   // Introspection, filled by network_backward when NetworkCache::record_grads is set (zero where a
   // step is past its sequence's end); mutable because backward reads the cache as const.
   mutable std::vector<Scalar> dh_total;  // [rows, Hout] dL/dh_t, this step's output gradient included

@@ -1,0 +1,541 @@
+// SPDX-License-Identifier: MIT
+// The cell variants of the ONNX RNN, GRU and LSTM operators over one direction of one layer,
+// forward and backward through time: any activation functions f, g, h (onnx_activations.hpp),
+// the clip of the gate pre-activations, the coupled input-forget gate and the LSTM peepholes.
+// Matrix products go through the packed GEMMs like the torch-form kernels; the pointwise math
+// is plain scalar code. clip(a) is a limited to [-clip, clip] (the identity when clip = 0).
+//
+// (V1) a = x W_ih^T + b_ih + h_prev W_hh^T + b_hh   (GRU: a_n as in (V5)/(V6))
+// RNN   (V2) h = f(clip(a))
+// LSTM  (V3) i = f(clip(a_i + p_i * c_prev))   f_ = 1 - i (input_forget) or f(clip(a_f + p_f * c_prev))
+//            g = g(clip(a_g))   c = f_ * c_prev + i * g
+// LSTM  (V4) o = f(clip(a_o + p_o * c))   m = o * h(c)   h = m, or m W_hr^T with a projection
+// GRU   (V5) r = f(clip(a_r))  z = f(clip(a_z))  linear before reset: n = g(clip(x_n + r * hn)), hn = h_prev W_hn^T + b_hn
+//       (V6) original form: n = g(clip(x_n + (r * h_prev) W_hn^T + b_hn))
+//       (V7) h = (1 - z) * n + z * h_prev
+// The cell state c is not clipped before h (ONNX Runtime clips only the gate inputs).
+// The cache keeps the unclipped pre-activations `pre` next to the activated gates: the
+// derivatives of relu, hard_sigmoid, elu, ... and of the clip need them.
+// A step past a sequence's length leaves h and c unchanged and outputs zero.
+
+#include <algorithm>
+#include <cmath>
+
+#include "detail/direction.hpp"
+#include "detail/onnx_activations.hpp"
+#include "detail/variants.hpp"
+
+namespace gatecell::detail {
+
+namespace {
+
+// The direction index of `activations` a direction uses: 1 only for the reverse half of a
+// bidirectional layer (a unidirectional reverse layer has one set of functions).
+template <typename A>
+index_t direction_index(const A& a) {
+  return a.config->bidirectional && a.reverse ? 1 : 0;
+}
+
+// hp = h W^T + b for the N rows of h; b may be null.
+template <typename Scalar>
+void recurrent_product(const Scalar* h, index_t N, index_t in, const PackedMatrix<Scalar>& w_t, const Scalar* b,
+                       Scalar* hp, index_t cols, index_t ld) {
+  gemm(rows_view(h, N, in, in), w_t, hp, ld, false);
+  if (b == nullptr) return;
+  for (index_t n = 0; n < N; ++n)
+    for (index_t j = 0; j < cols; ++j) hp[n * ld + j] += b[j];
+}
+
+// After the step loop: the recurrent-side weight gradients dW_hh += dA^T h_prev, db_hh += sum dA.
+template <typename Scalar>
+void recurrent_side_gradients(const DirectionBackward<Scalar>& a, const std::vector<Scalar>& da, index_t G,
+                              const std::vector<Scalar>& h_prev, index_t Hin) {
+  const index_t rows = a.lay.rows();
+  gemm(rows_view(da.data(), rows, G, G).t(), rows_view(h_prev.data(), rows, Hin, Hin), a.g.w_hh, Hin, true);
+  if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, G).noalias() += matrix(da.data(), rows, G).colwise().sum();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// RNN
+
+template <typename Scalar>
+void rnn_variant_forward(const DirectionForward<Scalar>& a) {
+  const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps;
+  const CellFunctions<Scalar> fn(*a.config, direction_index(a));
+  LayerCache<Scalar>* cache = a.cache;
+  if (cache != nullptr) {
+    cache->h_prev.resize(a.lay.rows() * H);
+    cache->pre.resize(a.lay.rows() * H);
+  }
+  GateWindow<Scalar> gates(a, H, cache != nullptr ? &cache->gates : nullptr);  // (V1), input half
+  std::vector<Scalar> h, hp(N * H);
+  load_state(a.h0, N * H, h);
+  PackedMatrix<Scalar> w_hh_t;
+  w_hh_t.pack({a.w.w_hh, H, H, 1, H});
+
+  for (index_t k = 0; k < T; ++k) {
+    const index_t t = a.step_at(k);
+    gates.prepare(t);
+    if (cache != nullptr) Seq<Scalar>{cache->h_prev.data(), H, H}.step(a.lay, t) = matrix(h.data(), N, H);
+    recurrent_product(h.data(), N, H, w_hh_t, a.w.b_hh, hp.data(), H, H);  // (V1), recurrent half
+#pragma omp parallel for schedule(static) if (N * H >= kParallelWork)
+    for (index_t n = 0; n < N; ++n) {
+      Scalar* y = a.y.at(a.lay, t, n);
+      if (!a.active(t, n)) {
+        std::fill(y, y + H, Scalar(0));
+        continue;
+      }
+      Scalar* gate = gates.at(t, n);
+      Scalar* pre = cache != nullptr ? cache->pre.data() + a.lay.row(t, n) * H : nullptr;
+      const Scalar* p = hp.data() + n * H;
+      Scalar* h_row = h.data() + n * H;
+      for (index_t j = 0; j < H; ++j) {
+        const Scalar a_j = gate[j] + p[j];
+        const Scalar h_new = fn.f(fn.clip(a_j));  // (V2)
+        if (pre != nullptr) pre[j] = a_j;
+        gate[j] = h_new;
+        h_row[j] = h_new;
+      }
+      std::copy(h_row, h_row + H, y);
+    }
+  }
+  std::copy(h.begin(), h.end(), a.h_n);
+}
+
+template <typename Scalar>
+void rnn_variant_backward(const DirectionBackward<Scalar>& a) {
+  const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps;
+  const CellFunctions<Scalar> fn(*a.config, direction_index(a));
+  const LayerCache<Scalar>& cache = *a.cache;
+  std::vector<Scalar> da(a.lay.rows() * H, Scalar(0)), dh, dh_next(N * H);
+  load_state(a.dh_n, N * H, dh);
+  PackedMatrix<Scalar> w_hh_p;
+  w_hh_p.pack(rows_view(a.w.w_hh, H, H, H));
+
+  for (index_t k = T - 1; k >= 0; --k) {
+    const index_t t = a.step_at(k);
+    record_step_dh(a, t, dh.data(), H, false);
+#pragma omp parallel for schedule(static) if (N * H >= kParallelWork)
+    for (index_t n = 0; n < N; ++n) {
+      if (!a.active(t, n)) continue;
+      const index_t row = a.lay.row(t, n);
+      const Scalar* h = cache.gates.data() + row * H;
+      const Scalar* pre = cache.pre.data() + row * H;
+      const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
+      Scalar* d = da.data() + row * H;
+      for (index_t j = 0; j < H; ++j) {
+        const Scalar dh_j = dh[n * H + j] + (dy != nullptr ? dy[j] : Scalar(0));
+        d[j] = dh_j * fn.f.derivative(fn.clip(pre[j]), h[j]) * fn.dclip(pre[j]);  // (V2)
+      }
+    }
+    gemm(step_view(da.data(), H, a.lay, t), w_hh_p, dh_next.data(), H, false);  // (V1)
+    for (index_t n = 0; n < N; ++n)
+      if (a.active(t, n)) std::copy(dh_next.data() + n * H, dh_next.data() + (n + 1) * H, dh.data() + n * H);
+  }
+  input_side_gradients(a, H, matrix(static_cast<const Scalar*>(da.data()), a.lay.rows(), H));
+  recurrent_side_gradients(a, da, H, cache.h_prev, H);
+  std::copy(dh.begin(), dh.end(), a.dh0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GRU (buffers in torch's gate order r, z, n)
+
+template <typename Scalar>
+void gru_variant_forward(const DirectionForward<Scalar>& a) {
+  const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps, G = 3 * H;
+  const bool lbr = a.config->linear_before_reset;
+  const CellFunctions<Scalar> fn(*a.config, direction_index(a));
+  LayerCache<Scalar>* cache = a.cache;
+  if (cache != nullptr) {
+    cache->h_prev.resize(a.lay.rows() * H);
+    cache->pre.resize(a.lay.rows() * G);
+    (lbr ? cache->hn : cache->rh).resize(a.lay.rows() * H);
+  }
+  GateWindow<Scalar> gates(a, G, cache != nullptr ? &cache->gates : nullptr);
+  std::vector<Scalar> h, hp(N * G), rh(lbr ? 0 : N * H, Scalar(0));
+  load_state(a.h0, N * H, h);
+  PackedMatrix<Scalar> w_hh_t, w_hn_t;  // lbr: all of W_hh^T; original: its r z columns, then its n columns
+  w_hh_t.pack({a.w.w_hh, H, lbr ? G : 2 * H, 1, H});
+  if (!lbr) w_hn_t.pack({a.w.w_hh + 2 * H * H, H, H, 1, H});
+
+  for (index_t k = 0; k < T; ++k) {
+    const index_t t = a.step_at(k);
+    gates.prepare(t);
+    if (cache != nullptr) Seq<Scalar>{cache->h_prev.data(), H, H}.step(a.lay, t) = matrix(h.data(), N, H);
+    recurrent_product(h.data(), N, H, w_hh_t, a.w.b_hh, hp.data(), lbr ? G : 2 * H, G);
+    if (!lbr) {
+#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
+      for (index_t n = 0; n < N; ++n) {
+        if (!a.active(t, n)) continue;
+        Scalar* gate = gates.at(t, n);
+        Scalar* pre = cache != nullptr ? cache->pre.data() + a.lay.row(t, n) * G : nullptr;
+        const Scalar* p = hp.data() + n * G;
+        for (index_t j = 0; j < H; ++j) {
+          const Scalar a_r = gate[j] + p[j];
+          const Scalar r = fn.f(fn.clip(a_r));  // (V5)
+          if (pre != nullptr) pre[j] = a_r;
+          gate[j] = r;
+          rh[n * H + j] = r * h[n * H + j];  // (V6)
+        }
+      }
+      // (V6) the candidate's recurrent product needs r first.
+      recurrent_product(rh.data(), N, H, w_hn_t, a.w.b_hh != nullptr ? a.w.b_hh + 2 * H : nullptr,
+                        hp.data() + 2 * H, H, G);
+      if (cache != nullptr) Seq<Scalar>{cache->rh.data(), H, H}.step(a.lay, t) = matrix(rh.data(), N, H);
+    }
+#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
+    for (index_t n = 0; n < N; ++n) {
+      Scalar* y = a.y.at(a.lay, t, n);
+      if (!a.active(t, n)) {
+        std::fill(y, y + H, Scalar(0));
+        continue;
+      }
+      const index_t row = a.lay.row(t, n);
+      Scalar* gate = gates.at(t, n);
+      Scalar* pre = cache != nullptr ? cache->pre.data() + row * G : nullptr;
+      Scalar* hn = cache != nullptr && lbr ? cache->hn.data() + row * H : nullptr;
+      const Scalar* p = hp.data() + n * G;
+      Scalar* h_row = h.data() + n * H;
+      for (index_t j = 0; j < H; ++j) {
+        Scalar r;
+        if (lbr) {
+          const Scalar a_r = gate[j] + p[j];
+          r = fn.f(fn.clip(a_r));  // (V5)
+          if (pre != nullptr) pre[j] = a_r;
+          if (hn != nullptr) hn[j] = p[2 * H + j];
+        } else {
+          r = gate[j];  // computed above
+        }
+        const Scalar a_z = gate[H + j] + p[H + j];
+        const Scalar a_n = gate[2 * H + j] + (lbr ? r * p[2 * H + j] : p[2 * H + j]);  // (V5), (V6)
+        const Scalar z = fn.f(fn.clip(a_z)), n_ = fn.g(fn.clip(a_n));
+        h_row[j] = (Scalar(1) - z) * n_ + z * h_row[j];  // (V7)
+        if (pre != nullptr) {
+          pre[H + j] = a_z;
+          pre[2 * H + j] = a_n;
+        }
+        gate[j] = r;
+        gate[H + j] = z;
+        gate[2 * H + j] = n_;
+      }
+      std::copy(h_row, h_row + H, y);
+    }
+  }
+  std::copy(h.begin(), h.end(), a.h_n);
+}
+
+template <typename Scalar>
+void gru_variant_backward(const DirectionBackward<Scalar>& a) {
+  const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps, G = 3 * H;
+  const bool lbr = a.config->linear_before_reset;
+  const CellFunctions<Scalar> fn(*a.config, direction_index(a));
+  const LayerCache<Scalar>& cache = *a.cache;
+  // da: gradient of the input-side pre-activations; with linear before reset the recurrent
+  // side's n block differs (r * da_n), so it gets its own buffer da_h.
+  std::vector<Scalar> da(a.lay.rows() * G, Scalar(0)), da_h(lbr ? a.lay.rows() * G : 0, Scalar(0));
+  std::vector<Scalar> dh, dh_direct(N * H), dh_next(N * H), drh(lbr ? 0 : N * H);
+  load_state(a.dh_n, N * H, dh);
+  PackedMatrix<Scalar> w_hh_p, w_hn_p;
+  w_hh_p.pack(rows_view(a.w.w_hh, lbr ? G : 2 * H, H, H));
+  if (!lbr) w_hn_p.pack(rows_view(a.w.w_hh + 2 * H * H, H, H, H));
+
+  for (index_t k = T - 1; k >= 0; --k) {
+    const index_t t = a.step_at(k);
+    record_step_dh(a, t, dh.data(), H, false);
+#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
+    for (index_t n = 0; n < N; ++n) {
+      if (!a.active(t, n)) continue;
+      const index_t row = a.lay.row(t, n);
+      const Scalar* gate = cache.gates.data() + row * G;
+      const Scalar* pre = cache.pre.data() + row * G;
+      const Scalar* h_prev = cache.h_prev.data() + row * H;
+      const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
+      Scalar* d = da.data() + row * G;
+      for (index_t j = 0; j < H; ++j) {
+        const Scalar r = gate[j], z = gate[H + j], n_ = gate[2 * H + j];
+        const Scalar dh_j = dh[n * H + j] + (dy != nullptr ? dy[j] : Scalar(0));
+        const Scalar dn = dh_j * (Scalar(1) - z);  // (V7)
+        const Scalar dz = dh_j * (h_prev[j] - n_);
+        dh_direct[n * H + j] = dh_j * z;
+        const Scalar a_z = pre[H + j], a_n = pre[2 * H + j];
+        const Scalar da_n = dn * fn.g.derivative(fn.clip(a_n), n_) * fn.dclip(a_n);  // (V5), (V6)
+        d[H + j] = dz * fn.f.derivative(fn.clip(a_z), z) * fn.dclip(a_z);
+        d[2 * H + j] = da_n;
+        if (lbr) {
+          const Scalar a_r = pre[j], dr = da_n * cache.hn[row * H + j];  // (V5)
+          d[j] = dr * fn.f.derivative(fn.clip(a_r), r) * fn.dclip(a_r);
+          Scalar* d_h = da_h.data() + row * G;
+          d_h[j] = d[j];
+          d_h[H + j] = d[H + j];
+          d_h[2 * H + j] = da_n * r;
+        }
+      }
+    }
+    if (lbr) {
+      gemm(step_view(da_h.data(), G, a.lay, t), w_hh_p, dh_next.data(), H, false);
+    } else {
+      // (V6) d(rh) = da_n W_hn, then r's gradient and rh's share of dh_prev.
+      const MatView<Scalar> da_t = step_view(static_cast<const Scalar*>(da.data()), G, a.lay, t);
+      gemm(MatView<Scalar>{da_t.data + 2 * H, N, H, da_t.rs, 1}, w_hn_p, drh.data(), H, false);
+#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
+      for (index_t n = 0; n < N; ++n) {
+        if (!a.active(t, n)) continue;
+        const index_t row = a.lay.row(t, n);
+        const Scalar* h_prev = cache.h_prev.data() + row * H;
+        const Scalar* pre = cache.pre.data() + row * G;
+        Scalar* d = da.data() + row * G;
+        for (index_t j = 0; j < H; ++j) {
+          const Scalar r = cache.gates[row * G + j], drh_j = drh[n * H + j];
+          d[j] = drh_j * h_prev[j] * fn.f.derivative(fn.clip(pre[j]), r) * fn.dclip(pre[j]);  // (V5)
+          dh_direct[n * H + j] += drh_j * r;
+        }
+      }
+      gemm(MatView<Scalar>{da_t.data, N, 2 * H, da_t.rs, 1}, w_hh_p, dh_next.data(), H, false);
+    }
+    for (index_t n = 0; n < N; ++n) {
+      if (!a.active(t, n)) continue;
+      for (index_t j = 0; j < H; ++j) dh[n * H + j] = dh_next[n * H + j] + dh_direct[n * H + j];
+    }
+  }
+
+  const index_t rows = a.lay.rows();
+  input_side_gradients(a, G, matrix(static_cast<const Scalar*>(da.data()), rows, G));
+  const MatView<Scalar> h_prev_all = rows_view(cache.h_prev.data(), rows, H, H);
+  if (lbr) {
+    recurrent_side_gradients(a, da_h, G, cache.h_prev, H);
+  } else {
+    gemm(rows_view(da.data(), rows, 2 * H, G).t(), h_prev_all, a.g.w_hh, H, true);
+    gemm(rows_view(da.data() + 2 * H, rows, H, G).t(), rows_view(cache.rh.data(), rows, H, H),
+         a.g.w_hh + 2 * H * H, H, true);
+    if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, G).noalias() += matrix(da.data(), rows, G).colwise().sum();
+  }
+  std::copy(dh.begin(), dh.end(), a.dh0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// LSTM (buffers in torch's gate order i, f, g, o; peepholes (p_i, p_f, p_o))
+
+template <typename Scalar>
+void lstm_variant_forward(const DirectionForward<Scalar>& a) {
+  const index_t H = a.config->hidden_size, P = a.config->output_size(), N = a.lay.batch;
+  const index_t T = a.lay.steps, G = 4 * H;
+  const bool proj = a.config->proj_size > 0, coupled = a.config->input_forget;
+  const Scalar* peep = a.config->peepholes ? a.w.w_peep : nullptr;
+  const CellFunctions<Scalar> fn(*a.config, direction_index(a));
+  LayerCache<Scalar>* cache = a.cache;
+  if (cache != nullptr) {
+    cache->h_prev.resize(a.lay.rows() * P);
+    cache->c_prev.resize(a.lay.rows() * H);
+    cache->c.resize(a.lay.rows() * H);
+    cache->pre.resize(a.lay.rows() * G);
+    if (proj) cache->m.resize(a.lay.rows() * H);
+  }
+  GateWindow<Scalar> gates(a, G, cache != nullptr ? &cache->gates : nullptr);  // (V1), input half
+  std::vector<Scalar> h, h_next(N * P), c, c_next(N * H), hp(N * G), m(proj ? N * H : 0);
+  load_state(a.h0, N * P, h);
+  load_state(a.c0, N * H, c);
+  PackedMatrix<Scalar> w_hh_t, w_hr_t;
+  w_hh_t.pack({a.w.w_hh, P, G, 1, P});
+  if (proj) w_hr_t.pack({a.w.w_hr, H, P, 1, H});
+
+  for (index_t k = 0; k < T; ++k) {
+    const index_t t = a.step_at(k);
+    gates.prepare(t);
+    if (cache != nullptr) {
+      Seq<Scalar>{cache->h_prev.data(), P, P}.step(a.lay, t) = matrix(h.data(), N, P);
+      Seq<Scalar>{cache->c_prev.data(), H, H}.step(a.lay, t) = matrix(c.data(), N, H);
+    }
+    recurrent_product(h.data(), N, P, w_hh_t, a.w.b_hh, hp.data(), G, G);  // (V1), recurrent half
+#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
+    for (index_t n = 0; n < N; ++n) {
+      Scalar* y = a.y.at(a.lay, t, n);
+      const Scalar* c_prev = c.data() + n * H;
+      Scalar* c_out = c_next.data() + n * H;
+      if (!a.active(t, n)) {
+        std::fill(y, y + P, Scalar(0));
+        std::copy(c_prev, c_prev + H, c_out);
+        std::copy(h.data() + n * P, h.data() + (n + 1) * P, h_next.data() + n * P);
+        continue;
+      }
+      Scalar* gate = gates.at(t, n);
+      Scalar* pre = cache != nullptr ? cache->pre.data() + a.lay.row(t, n) * G : nullptr;
+      const Scalar* p = hp.data() + n * G;
+      Scalar* m_out = proj ? m.data() + n * H : h_next.data() + n * P;
+      for (index_t j = 0; j < H; ++j) {
+        const Scalar cp = c_prev[j];
+        Scalar a_i = gate[j] + p[j], a_f = gate[H + j] + p[H + j];
+        const Scalar a_g = gate[2 * H + j] + p[2 * H + j];
+        Scalar a_o = gate[3 * H + j] + p[3 * H + j];
+        if (peep != nullptr) {
+          a_i += peep[j] * cp;
+          a_f += peep[H + j] * cp;
+        }
+        const Scalar i = fn.f(fn.clip(a_i));  // (V3)
+        const Scalar f = coupled ? Scalar(1) - i : fn.f(fn.clip(a_f));
+        const Scalar g = fn.g(fn.clip(a_g));
+        const Scalar c_new = f * cp + i * g;
+        if (peep != nullptr) a_o += peep[2 * H + j] * c_new;
+        const Scalar o = fn.f(fn.clip(a_o));  // (V4)
+        m_out[j] = o * fn.h(c_new);
+        c_out[j] = c_new;
+        gate[j] = i;
+        gate[H + j] = f;
+        gate[2 * H + j] = g;
+        gate[3 * H + j] = o;
+        if (pre != nullptr) {
+          pre[j] = a_i;
+          pre[H + j] = a_f;
+          pre[2 * H + j] = a_g;
+          pre[3 * H + j] = a_o;
+        }
+      }
+      if (!proj) std::copy(m_out, m_out + H, y);
+    }
+    if (proj) {
+      // (V4) one GEMM for the whole batch; rows of finished sequences are restored below.
+      gemm(rows_view(m.data(), N, H, H), w_hr_t, h_next.data(), P, false);
+      for (index_t n = 0; n < N; ++n) {
+        Scalar* h_row = h_next.data() + n * P;
+        if (a.active(t, n)) {
+          std::copy(h_row, h_row + P, a.y.at(a.lay, t, n));
+          if (cache != nullptr)
+            std::copy(m.data() + n * H, m.data() + (n + 1) * H, cache->m.data() + a.lay.row(t, n) * H);
+        } else {
+          std::copy(h.data() + n * P, h.data() + (n + 1) * P, h_row);
+        }
+      }
+    }
+    if (cache != nullptr) Seq<Scalar>{cache->c.data(), H, H}.step(a.lay, t) = matrix(c_next.data(), N, H);
+    h.swap(h_next);
+    c.swap(c_next);
+  }
+  std::copy(h.begin(), h.end(), a.h_n);
+  if (a.c_n != nullptr) std::copy(c.begin(), c.end(), a.c_n);
+}
+
+template <typename Scalar>
+void lstm_variant_backward(const DirectionBackward<Scalar>& a) {
+  const index_t H = a.config->hidden_size, P = a.config->output_size(), N = a.lay.batch;
+  const index_t T = a.lay.steps, G = 4 * H, rows = a.lay.rows();
+  const bool proj = a.config->proj_size > 0, coupled = a.config->input_forget;
+  const Scalar* peep = a.config->peepholes ? a.w.w_peep : nullptr;
+  const CellFunctions<Scalar> fn(*a.config, direction_index(a));
+  const LayerCache<Scalar>& cache = *a.cache;
+  std::vector<Scalar> da(rows * G, Scalar(0)), dh_seq(proj ? rows * P : 0, Scalar(0));
+  std::vector<Scalar> dh, dc, dh_next(N * P), dm(proj ? N * H : 0);
+  load_state(a.dh_n, N * P, dh);
+  load_state(a.dc_n, N * H, dc);
+  PackedMatrix<Scalar> w_hh_p, w_hr_p;
+  w_hh_p.pack(rows_view(a.w.w_hh, G, P, P));
+  if (proj) w_hr_p.pack(rows_view(a.w.w_hr, P, H, H));
+
+  for (index_t k = T - 1; k >= 0; --k) {
+    const index_t t = a.step_at(k);
+    if (proj) {
+      // (V4) dm = dh W_hr, after adding this step's output gradient.
+      for (index_t n = 0; n < N; ++n) {
+        if (!a.active(t, n)) continue;
+        Scalar* dh_row = dh.data() + n * P;
+        if (a.dy.data != nullptr) {
+          const Scalar* dy = a.dy.at(a.lay, t, n);
+          for (index_t j = 0; j < P; ++j) dh_row[j] += dy[j];
+        }
+        std::copy(dh_row, dh_row + P, dh_seq.data() + a.lay.row(t, n) * P);
+      }
+      gemm(rows_view(dh.data(), N, P, P), w_hr_p, dm.data(), H, false);
+    }
+    record_step_dh(a, t, dh.data(), P, proj);
+#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
+    for (index_t n = 0; n < N; ++n) {
+      if (!a.active(t, n)) continue;
+      const index_t row = a.lay.row(t, n);
+      const Scalar* gate = cache.gates.data() + row * G;
+      const Scalar* pre = cache.pre.data() + row * G;
+      const Scalar* c = cache.c.data() + row * H;
+      const Scalar* c_prev = cache.c_prev.data() + row * H;
+      const Scalar* dy = (proj || a.dy.data == nullptr) ? nullptr : a.dy.at(a.lay, t, n);
+      const Scalar* dm_row = proj ? dm.data() + n * H : dh.data() + n * P;
+      Scalar* dc_row = dc.data() + n * H;
+      Scalar* d = da.data() + row * G;
+      for (index_t j = 0; j < H; ++j) {
+        const Scalar i = gate[j], f = gate[H + j], g = gate[2 * H + j], o = gate[3 * H + j];
+        const Scalar a_i = pre[j], a_f = pre[H + j], a_g = pre[2 * H + j], a_o = pre[3 * H + j];
+        const Scalar dm_j = dm_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
+        const Scalar hc = fn.h(c[j]);
+        const Scalar da_o = dm_j * hc * fn.f.derivative(fn.clip(a_o), o) * fn.dclip(a_o);  // (V4)
+        Scalar dc_j = dc_row[j] + dm_j * o * fn.h.derivative(c[j], hc);
+        if (peep != nullptr) dc_j += da_o * peep[2 * H + j];
+        if (a.record_dc != nullptr) a.record_dc[row * H + j] = dc_j;
+        Scalar di = dc_j * g;  // (V3)
+        const Scalar df = dc_j * c_prev[j], dg = dc_j * i;
+        Scalar da_f = Scalar(0);
+        if (coupled) di -= df;  // f = 1 - i
+        else da_f = df * fn.f.derivative(fn.clip(a_f), f) * fn.dclip(a_f);
+        const Scalar da_i = di * fn.f.derivative(fn.clip(a_i), i) * fn.dclip(a_i);
+        Scalar dc_prev = dc_j * f;
+        if (peep != nullptr) dc_prev += da_i * peep[j] + da_f * peep[H + j];
+        dc_row[j] = dc_prev;
+        d[j] = da_i;
+        d[H + j] = da_f;
+        d[2 * H + j] = dg * fn.g.derivative(fn.clip(a_g), g) * fn.dclip(a_g);
+        d[3 * H + j] = da_o;
+      }
+    }
+    // (V1) dh_prev = da W_hh; sequences already finished keep carrying dh unchanged.
+    gemm(step_view(da.data(), G, a.lay, t), w_hh_p, dh_next.data(), P, false);
+    for (index_t n = 0; n < N; ++n)
+      if (a.active(t, n)) std::copy(dh_next.data() + n * P, dh_next.data() + (n + 1) * P, dh.data() + n * P);
+  }
+
+  input_side_gradients(a, G, matrix(static_cast<const Scalar*>(da.data()), rows, G));
+  recurrent_side_gradients(a, da, G, cache.h_prev, P);
+  if (proj)
+    gemm(rows_view(dh_seq.data(), rows, P, P).t(), rows_view(cache.m.data(), rows, H, H), a.g.w_hr, H, true);
+  if (peep != nullptr && a.g.w_peep != nullptr) {
+    // (V3), (V4): dp_i = sum da_i c_prev, dp_f = sum da_f c_prev, dp_o = sum da_o c (da is zero on idle steps)
+    Scalar* dp = a.g.w_peep;
+    for (index_t r = 0; r < rows; ++r) {
+      const Scalar* d = da.data() + r * G;
+      const Scalar* c_prev = cache.c_prev.data() + r * H;
+      const Scalar* c = cache.c.data() + r * H;
+      for (index_t j = 0; j < H; ++j) {
+        dp[j] += d[j] * c_prev[j];
+        dp[H + j] += d[H + j] * c_prev[j];
+        dp[2 * H + j] += d[3 * H + j] * c[j];
+      }
+    }
+  }
+  std::copy(dh.begin(), dh.end(), a.dh0);
+  if (a.dc0 != nullptr) std::copy(dc.begin(), dc.end(), a.dc0);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+template <typename Scalar>
+void variant_direction_forward(const DirectionForward<Scalar>& a) {
+  switch (a.config->kind) {
+    case CellKind::rnn_tanh:
+    case CellKind::rnn_relu: rnn_variant_forward(a); break;
+    case CellKind::lstm: lstm_variant_forward(a); break;
+    case CellKind::gru: gru_variant_forward(a); break;
+  }
+}
+
+template <typename Scalar>
+void variant_direction_backward(const DirectionBackward<Scalar>& a) {
+  switch (a.config->kind) {
+    case CellKind::rnn_tanh:
+    case CellKind::rnn_relu: rnn_variant_backward(a); break;
+    case CellKind::lstm: lstm_variant_backward(a); break;
+    case CellKind::gru: gru_variant_backward(a); break;
+  }
+}
+
+template void variant_direction_forward<float>(const DirectionForward<float>&);
+template void variant_direction_forward<double>(const DirectionForward<double>&);
+template void variant_direction_backward<float>(const DirectionBackward<float>&);
+template void variant_direction_backward<double>(const DirectionBackward<double>&);
+
+}  // namespace gatecell::detail
