@@ -20,6 +20,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from onnx_helpers import GATES, INPUTS  # noqa: E402
+from test_onnx_variants import COUNT, NAMES, USES_ALPHA, USES_BETA, _parameter  # noqa: E402
 
 T, N, I, H = 5, 3, 4, 3
 
@@ -119,3 +120,67 @@ def test_reverse_node_float64_against_run_node(op):
     errors = [assert_close(name, g, e, np.float64) for name, g, e in zip(("Y", "Y_h", "Y_c"), got, expected)]
     CASES["from_onnx reverse vs run_node"] += 1
     record("from_onnx reverse vs run_node", np.float64, max(errors))
+
+
+def random_variant_attributes(op, rng):
+    """direction, activations (each direction its own), alpha/beta for every
+    function that takes them (ONNX Runtime substitutes 0 for missing ones, see gc.onnx), clip, ..."""
+    direction = ["forward", "reverse", "bidirectional"][rng.integers(3)]
+    D = 2 if direction == "bidirectional" else 1
+    per = COUNT[op] * D  # ONNX Runtime refuses one list for both directions, which gc.onnx accepts
+    names = [NAMES[k] for k in rng.integers(0, len(NAMES), per)]
+    alpha = [_parameter(n, "alpha", rng) for n in names if n in USES_ALPHA]
+    beta = [_parameter(n, "beta", rng) for n in names if n in USES_BETA]
+    attrs = {"direction": direction, "activations": names}
+    if alpha:
+        attrs["activation_alpha"] = alpha
+    if beta:
+        attrs["activation_beta"] = beta
+    if rng.random() < 0.5:
+        attrs["clip"] = float(rng.uniform(0.3, 2.0))
+    if op == "LSTM" and rng.random() < 0.4:
+        attrs["input_forget"] = 1
+    if op == "GRU":
+        attrs["linear_before_reset"] = int(rng.integers(2))
+    return attrs, D
+
+
+@pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
+def test_variant_nodes_against_onnxruntime(op):
+    """Random activations (any of the eleven, per direction), alpha/beta, clip, input_forget, P."""
+    rng = np.random.default_rng({"RNN": 1, "GRU": 2, "LSTM": 3}[op])
+    errors = []
+    for case in range(40):
+        attrs, D = random_variant_attributes(op, rng)
+        # Weights in [-0.5, 0.5]: unbounded functions (Relu gates times Softplus ...) stay far from
+        # float32 overflow, where ONNX Runtime's Softplus gives inf and then NaN (0 * inf).
+        weights = {k: None if v is None else v / 2 for k, v in
+                   random_weights(op, rng, np.float32, bool(rng.integers(2)), D).items()}
+        if op == "LSTM" and rng.random() < 0.6:
+            weights["P"] = rng.uniform(-1, 1, (D, 3 * H)).astype(np.float32)
+        feeds = random_feeds(op, rng, np.float32, bool(rng.integers(2)), D)
+        expected, got, layer = run_both(weight_model(op, weights, attrs, np.float32, "initial_h" in feeds),
+                                        op, feeds, np.float32)
+        assert layer.reverse == (attrs["direction"] == "reverse")
+        assert (layer.config().get("peepholes", False)) == ("P" in weights)
+        for name, g, e in zip(("Y", "Y_h", "Y_c"), got, expected):
+            errors.append(assert_close(f"case {case} {attrs} {name}", g, e, np.float32))
+        CASES["from_onnx variants vs onnxruntime"] += 1
+    record("from_onnx variants vs onnxruntime", np.float32, max(errors))
+
+
+def test_variant_layer_round_trips_through_onnx_weights():
+    """from_onnx's layer holds P as weight_peep (i, f, o), and converts back to the node's P exactly."""
+    rng = np.random.default_rng(9)
+    weights = random_weights("LSTM", rng, np.float32, True, 2)
+    weights["P"] = rng.uniform(-1, 1, (2, 3 * H)).astype(np.float32)
+    attrs = {"direction": "bidirectional", "activations": ["HardSigmoid", "Softsign", "Elu"],
+             "activation_alpha": [0.3, 0.8], "activation_beta": [0.45], "clip": 1.5, "input_forget": 1}
+    (layer,) = gc.from_onnx(weight_model("LSTM", weights, attrs, np.float32, False))
+    cfg = layer.config()
+    assert cfg["clip"] == np.float32(1.5) and cfg["input_forget"] and cfg["peepholes"]
+    assert cfg["activations"] == [["HardSigmoid", pytest.approx(0.3), pytest.approx(0.45)], ["Softsign", 0.0, 0.0],
+                                  ["Elu", pytest.approx(0.8), 0.0]] * 2
+    back = gc.convert.torch_to_onnx("lstm", layer.state_dict())
+    for k in ("W", "R", "B", "P"):
+        assert np.array_equal(back[k], weights[k]), k

@@ -120,8 +120,8 @@ def test_from_onnx_refuses_what_it_cannot_hold():
     sideways = [helper.make_node("LSTM", ["X", "w", "r"], ["Y"], direction="sideways")]
     with pytest.raises(ValueError, match="direction"):
         gc.from_onnx(_graph_model(sideways, inits))
-    clipped = [helper.make_node("LSTM", ["X", "w", "r"], ["Y"], clip=1.0)]
-    with pytest.raises(NotImplementedError, match="clip"):
+    clipped = [helper.make_node("LSTM", ["X", "w", "r"], ["Y"], clip=-1.0)]
+    with pytest.raises(ValueError, match="clip"):
         gc.from_onnx(_graph_model(clipped, inits))
     with pytest.raises(TypeError, match="model"):
         gc.from_onnx(42)
