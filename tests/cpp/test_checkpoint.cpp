@@ -189,6 +189,16 @@ std::vector<double> flip(const std::vector<double>& a, index_t T, index_t N, con
   return out;
 }
 
+// The message of the ShapeError model.stream() throws, or "" when it streams.
+std::string stream_error(const gatecell::Model<double>& model) {
+  try {
+    model.stream(1);
+  } catch (const gatecell::ShapeError& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace
 
 TEST_CASE("a reverse layer's checkpoint runs like the forward network on flipped sequences") {
@@ -233,12 +243,46 @@ TEST_CASE("a reverse layer's checkpoint runs like the forward network on flipped
       CAPTURE(name);
       CHECK(gatecell_test::max_abs_diff(rev.grads().at(name).data.data(), g.data.data(), g.data.size()) < 1e-12);
     }
-    bool refused = false;
-    try {
-      model.stream(1);
-    } catch (const gatecell::ShapeError& e) {
-      refused = std::string(e.what()).find("reverse") != std::string::npos;
-    }
-    CHECK(refused);
+    CHECK(stream_error(model).find("reverse") != std::string::npos);
   }
+}
+
+TEST_CASE("a variant layer's checkpoint rebuilds the same network: activations, clip, input_forget, peepholes") {
+  using gatecell::Activation;
+  gatecell::NetworkConfig c = lstm_config();
+  c.bidirectional = true;
+  c.clip = 0.75;
+  c.input_forget = true;
+  c.peepholes = true;
+  c.activations = {{Activation::hard_sigmoid, 0.3, 0.4}, {Activation::leaky_relu, 0.2, 0.0},
+                   {Activation::softsign, 0.0, 0.0}, {Activation::scaled_tanh, 0.9, 1.2},
+                   {Activation::elu, 0.7, 0.0}, {Activation::thresholded_relu, 0.1, 0.0}};
+  gatecell::Network<double> net(c, false, 11);
+  CHECK(net.parameters().count("weight_peep_l1_reverse") == 1);
+  const std::string json =
+      "{\"type\": \"LSTM\", \"input_size\": 2, \"hidden_size\": 3, \"num_layers\": 2, \"bidirectional\": true, "
+      "\"clip\": 0.75, \"input_forget\": true, \"peepholes\": true, \"activations\": [[\"HardSigmoid\", 0.3, 0.4], "
+      "[\"LeakyRelu\", 0.2, 0.0], [\"Softsign\", 0.0, 0.0], [\"ScaledTanh\", 0.9, 1.2], [\"Elu\", 0.7, 0.0], "
+      "[\"ThresholdedRelu\", 0.1, 0.0]], \"dtype\": \"float64\"}";
+  const std::string path = temp_path("variants");
+  write_raw(path, checkpoint_bytes(net, json));
+  auto model = gatecell::load_model<double>(path);
+  std::remove(path.c_str());
+  const index_t T = 4, N = 2;
+  const auto x = gatecell_test::random_vector<double>(T * N * 2, 6);
+  const auto y = model.forward(x, T, N, {4, 3});
+  const auto expected = net.forward(x, T, N, {4, 3}).y;
+  REQUIRE(y.size() == expected.size());
+  CHECK(gatecell_test::max_abs_diff(y.data(), expected.data(), y.size()) == 0.0);
+  const gatecell::NetworkConfig& read = model.children()[0].network->config();
+  CHECK(read.clip == 0.75);
+  CHECK(read.input_forget);
+  CHECK(read.peepholes);
+  REQUIRE(read.activations.size() == c.activations.size());
+  for (std::size_t k = 0; k < c.activations.size(); ++k) {
+    CHECK(read.activations[k].kind == c.activations[k].kind);
+    CHECK(read.activations[k].alpha == c.activations[k].alpha);
+    CHECK(read.activations[k].beta == c.activations[k].beta);
+  }
+  CHECK(stream_error(model).find("variants") != std::string::npos);
 }
