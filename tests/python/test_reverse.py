@@ -24,6 +24,10 @@ CONFIGS = {  # name -> (class, kwargs)
     "lstm_proj": (gc.LSTM, {"proj_size": 2}),
     "gru": (gc.GRU, {}),
     "gru_original": (gc.GRU, {"linear_before_reset": False}),
+    # The cell variants run backwards the same way (smooth functions: finite differences apply).
+    "lstm_variants": (gc.LSTM, {"peepholes": True, "input_forget": True, "clip": 3.0,
+                                "activations": ["Sigmoid", "Softsign", ("ScaledTanh", 0.8, 1.2)]}),
+    "gru_variants": (gc.GRU, {"linear_before_reset": False, "clip": 3.0, "activations": ["Sigmoid", "Softplus"]}),
 }
 
 
