@@ -59,6 +59,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("proj_size", &NetworkConfig::proj_size)
       .def_readwrite("num_layers", &NetworkConfig::num_layers)
       .def_readwrite("bidirectional", &NetworkConfig::bidirectional)
+      .def_readwrite("reverse", &NetworkConfig::reverse)
       .def_readwrite("bias", &NetworkConfig::bias)
       .def_readwrite("linear_before_reset", &NetworkConfig::linear_before_reset)
       .def_readwrite("dropout", &NetworkConfig::dropout)

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include "detail/json.hpp"
@@ -360,6 +361,12 @@ class ConfigReader {
     if (v->type != Json::Type::number) throw CheckpointError(what_ + ": \"" + key + "\" must be a number");
     return v->number;
   }
+  // A number, or `fallback` when the key is absent or null.
+  double optional_real(const char* key, double fallback) const {
+    const Json* v = cfg_.find(key);
+    if (v == nullptr || v->type == Json::Type::null) return fallback;
+    return real(key, fallback);
+  }
   std::string text(const char* key, const std::string& fallback) const {
     const Json* v = cfg_.find(key);
     if (v == nullptr) return fallback;
@@ -371,6 +378,36 @@ class ConfigReader {
   const Json& cfg_;
   std::string what_;
 };
+
+// The ONNX spellings config() writes, in the order of gatecell::Activation.
+constexpr const char* kActivationNames[] = {"Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu",
+                                            "ScaledTanh", "HardSigmoid", "Elu", "Softsign", "Softplus"};
+
+// config()'s "activations": null (torch's functions) or a list of [OnnxName, alpha, beta].
+std::vector<ActivationSpec> read_activations(const Json* v, const std::string& what) {
+  std::vector<ActivationSpec> out;
+  if (v == nullptr || v->type == Json::Type::null) return out;
+  const std::string bad = what + ": \"activations\" must be null or a list of [name, alpha, beta]";
+  if (v->type != Json::Type::array) throw CheckpointError(bad);
+  for (const Json& item : v->array) {
+    if (item.type != Json::Type::array || item.array.size() != 3 || item.array[0].type != Json::Type::string ||
+        item.array[1].type != Json::Type::number || item.array[2].type != Json::Type::number)
+      throw CheckpointError(bad);
+    ActivationSpec spec;
+    bool known = false;
+    for (std::size_t k = 0; k < std::size(kActivationNames); ++k) {
+      if (item.array[0].string == kActivationNames[k]) {
+        spec.kind = static_cast<Activation>(k);
+        known = true;
+      }
+    }
+    if (!known) throw CheckpointError(what + ": unknown activation \"" + item.array[0].string + "\"");
+    spec.alpha = item.array[1].number;
+    spec.beta = item.array[2].number;
+    out.push_back(spec);
+  }
+  return out;
+}
 
 template <typename Scalar>
 const char* dtype_word() {
@@ -413,19 +450,25 @@ ModelChild<Scalar> build_child(const Json& cfg, const std::string& name,
   if (type == "RNN" || type == "LSTM" || type == "GRU" || is_cell) {
     const std::string base = is_cell ? type.substr(0, type.size() - 4) : type;
     if (is_cell) {
-      if (base == "RNN") r.allow({"name", "type", "input_size", "hidden_size", "bias", "nonlinearity", "dtype"});
-      else if (base == "LSTM") r.allow({"name", "type", "input_size", "hidden_size", "bias", "dtype"});
-      else r.allow({"name", "type", "input_size", "hidden_size", "bias", "linear_before_reset", "dtype"});
+      if (base == "RNN")
+        r.allow({"name", "type", "input_size", "hidden_size", "bias", "nonlinearity", "activations", "clip", "dtype"});
+      else if (base == "LSTM")
+        r.allow({"name", "type", "input_size", "hidden_size", "bias", "activations", "clip", "input_forget",
+                 "peepholes", "dtype"});
+      else
+        r.allow({"name", "type", "input_size", "hidden_size", "bias", "linear_before_reset", "activations", "clip",
+                 "dtype"});
     } else {
       if (base == "RNN")
         r.allow({"name", "type", "input_size", "hidden_size", "num_layers", "nonlinearity", "bias", "batch_first",
-                 "dropout", "bidirectional", "dtype"});
+                 "dropout", "bidirectional", "reverse", "activations", "clip", "dtype"});
       else if (base == "LSTM")
         r.allow({"name", "type", "input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-                 "bidirectional", "proj_size", "dtype"});
+                 "bidirectional", "reverse", "proj_size", "activations", "clip", "input_forget", "peepholes",
+                 "dtype"});
       else
         r.allow({"name", "type", "input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-                 "bidirectional", "linear_before_reset", "dtype"});
+                 "bidirectional", "reverse", "linear_before_reset", "activations", "clip", "dtype"});
     }
     check_dtype();
     NetworkConfig c;
@@ -445,6 +488,13 @@ ModelChild<Scalar> build_child(const Json& cfg, const std::string& name,
     c.bidirectional = r.flag("bidirectional", false);
     c.linear_before_reset = r.flag("linear_before_reset", true);
     c.dropout = r.real("dropout", 0.0);
+    c.reverse = r.flag("reverse", false);
+    c.input_forget = r.flag("input_forget", false);
+    c.peepholes = r.flag("peepholes", false);
+    c.clip = r.optional_real("clip", 0.0);  // null: no clipping, which the core spells 0
+    if (cfg.find("clip") != nullptr && cfg.find("clip")->type != Json::Type::null && !(c.clip > 0.0))
+      throw CheckpointError(what + ": \"clip\" must be null or a positive number");
+    c.activations = read_activations(cfg.find("activations"), what);
     try {
       c.validate();
     } catch (const CheckpointError&) {

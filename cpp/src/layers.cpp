@@ -58,7 +58,7 @@ Network<Scalar>::Network(const NetworkConfig& config, bool batch_first, std::uin
   for (index_t l = 0; l < config_.num_layers; ++l) {
     for (index_t d = 0; d < config_.directions(); ++d) {
       const std::string sfx = cell_names ? "" : "_l" + std::to_string(l) + (d == 1 ? "_reverse" : "");
-      std::vector<std::string> names{"weight_ih" + sfx, "weight_hh" + sfx, "", "", ""};
+      std::vector<std::string> names{"weight_ih" + sfx, "weight_hh" + sfx, "", "", "", ""};
       params_[names[0]] = uniform_tensor<Scalar>({G, config_.layer_input_size(l)}, bound, rng);
       params_[names[1]] = uniform_tensor<Scalar>({G, P}, bound, rng);
       if (config_.bias) {
@@ -70,6 +70,10 @@ Network<Scalar>::Network(const NetworkConfig& config, bool batch_first, std::uin
       if (P != config_.hidden_size) {
         names[4] = "weight_hr" + sfx;
         params_[names[4]] = uniform_tensor<Scalar>({P, config_.hidden_size}, bound, rng);
+      }
+      if (config_.peepholes) {  // (p_i, p_f, p_o), named like the Python layers' extra parameter
+        names[5] = "weight_peep" + sfx;
+        params_[names[5]] = uniform_tensor<Scalar>({3 * config_.hidden_size}, bound, rng);
       }
       entries_.push_back(std::move(names));
     }
@@ -93,7 +97,7 @@ template <typename Scalar>
 std::vector<LayerWeights<Scalar>> Network<Scalar>::layer_weights() const {
   std::vector<LayerWeights<Scalar>> out;
   auto ptr = [&](const std::string& n) -> const Scalar* { return n.empty() ? nullptr : params_.at(n).data.data(); };
-  for (const auto& e : entries_) out.push_back({ptr(e[0]), ptr(e[1]), ptr(e[2]), ptr(e[3]), ptr(e[4])});
+  for (const auto& e : entries_) out.push_back({ptr(e[0]), ptr(e[1]), ptr(e[2]), ptr(e[3]), ptr(e[4]), ptr(e[5])});
   return out;
 }
 
@@ -101,7 +105,7 @@ template <typename Scalar>
 std::vector<LayerGrads<Scalar>> Network<Scalar>::layer_grads() {
   std::vector<LayerGrads<Scalar>> out;
   auto ptr = [&](const std::string& n) -> Scalar* { return n.empty() ? nullptr : grads_.at(n).data.data(); };
-  for (const auto& e : entries_) out.push_back({ptr(e[0]), ptr(e[1]), ptr(e[2]), ptr(e[3]), ptr(e[4])});
+  for (const auto& e : entries_) out.push_back({ptr(e[0]), ptr(e[1]), ptr(e[2]), ptr(e[3]), ptr(e[4]), ptr(e[5])});
   return out;
 }
 

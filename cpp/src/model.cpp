@@ -90,6 +90,15 @@ std::vector<Scalar> Model<Scalar>::forward(const std::vector<Scalar>& x, index_t
 
 template <typename Scalar>
 Stream<Scalar> Model<Scalar>::stream(index_t batch) const {
+  // The streaming step code runs torch's cells forwards in time; refuse what it would get wrong.
+  for (const auto& c : children_) {
+    if (!c.network) continue;
+    if (c.network->config().reverse)
+      throw ShapeError("module '" + c.name + "': a reverse layer needs the whole sequence; streaming runs forwards");
+    if (c.network->config().has_variants())
+      throw ShapeError("module '" + c.name + "': streaming does not run cell variants (activations, clip, "
+                       "input_forget, peepholes) yet");
+  }
   return Stream<Scalar>(*this, batch);
 }
 

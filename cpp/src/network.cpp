@@ -47,7 +47,6 @@ void NetworkConfig::validate() const {
     fail("activations: expected " + std::to_string(directions() * activation_count()) + " functions, got " +
          std::to_string(activations.size()));
   if (reverse && bidirectional) fail("reverse applies to unidirectional networks only");
-  if (reverse) fail("reverse (ONNX direction=\"reverse\") is not implemented by the network yet");
   for (std::size_t k = 0; k < activations.size(); ++k) {
     const ActivationSpec& s = activations[k];
     if (static_cast<int>(s.kind) < 0 || static_cast<int>(s.kind) > static_cast<int>(Activation::softplus))
@@ -201,7 +200,7 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
       DirectionForward<Scalar> a{&config,
                                  lay,
                                  lengths,
-                                 d == 1,
+                                 d == 1 || config.reverse,
                                  weights[ld],
                                  input,
                                  Seq<Scalar>{out + d * P, P, width},
@@ -266,7 +265,7 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
       DirectionBackward<Scalar> a{&config,
                                   lay,
                                   lengths,
-                                  d == 1,
+                                  d == 1 || config.reverse,
                                   weights[ld],
                                   grads[ld],
                                   Seq<const Scalar>{x_l, in, in},

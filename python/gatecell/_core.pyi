@@ -29,6 +29,7 @@ class NetworkConfig:
     proj_size: int
     num_layers: int
     bidirectional: bool
+    reverse: bool
     bias: bool
     linear_before_reset: bool
     dropout: float

@@ -27,8 +27,17 @@ and X -> Keras -> X preserves ``b_ih + b_hh``.
 GRU forms: ONNX ``linear_before_reset=1`` and Keras ``reset_after=True`` are torch's form;
 ONNX ``linear_before_reset=0`` and Keras ``reset_after=False`` are the original form
 (``gc.GRU(..., linear_before_reset=False)``). The weights have the same layout in both forms;
-only a Keras ``reset_after=False`` GRU has the single bias. ONNX peepholes ``P`` [D, 3*H]
-(i, o, f) have no PyTorch or Keras counterpart and are not converted.
+only a Keras ``reset_after=False`` GRU has the single bias.
+
+Peepholes: ONNX ``P`` [D, 3*H] holds (p_i, p_o, p_f) per direction; gatecell's LSTM(peepholes=True)
+holds them as ``weight_peep_l{k}`` (and ``_reverse``) [3*H] in the order (p_i, p_f, p_o), next to
+the torch-named weights. ``torch_to_onnx`` and ``onnx_to_torch`` convert them (exactly, like the
+rest); Keras has no peepholes, so converting a state dict with them to Keras is refused.
+
+Activations: ``keras_activations`` maps a Keras layer's ``activation``/``recurrent_activation`` to
+gatecell's ``activations=`` argument where the Keras function is exactly one of ONNX's eleven
+(Keras 3's hard_sigmoid is relu6(x + 3) / 6, i.e. ONNX HardSigmoid with alpha = 1/6, beta = 0.5,
+not ONNX's default 0.2/0.5), and refuses the others.
 
 Torch-side arguments and results are dicts keyed like ``torch.nn`` state dicts
 (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), NumPy arrays or torch tensors.
@@ -43,7 +52,7 @@ import numpy as np
 from ._checks import shape_str, to_numpy
 
 __all__ = ["GATES", "torch_to_onnx", "onnx_to_torch", "torch_to_keras", "keras_to_torch",
-           "onnx_to_keras", "keras_to_onnx"]
+           "onnx_to_keras", "keras_to_onnx", "keras_activations", "KERAS_ACTIVATIONS"]
 
 Array = np.ndarray
 KerasWeights = Tuple[Array, Array, Optional[Array]]
@@ -54,6 +63,8 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 # Position, in the other framework's stacking, of each torch block: other = torch[perm].
 _ONNX_FROM_TORCH = {"rnn": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}
 _KERAS_FROM_TORCH = {"rnn": [0], "lstm": [0, 1, 2, 3], "gru": [1, 0, 2]}
+# Peepholes: ONNX P (i, o, f) = gatecell weight_peep (i, f, o)[perm].
+_ONNX_PEEP_FROM_TORCH = [0, 2, 1]
 
 
 def _inverse(perm: Sequence[int]) -> list:
@@ -116,6 +127,20 @@ def _torch_direction(kind: str, state_dict: Mapping[str, Any], layer: int, direc
     return w_ih, w_hh, b_ih, b_hh
 
 
+def _torch_peepholes(kind: str, state_dict: Mapping[str, Any], layer: int, direction: int, H: int
+                     ) -> Optional[Array]:
+    """weight_peep of one (layer, direction) [3*H] (p_i, p_f, p_o), checked, or None when absent."""
+    key = "weight_peep" + _suffix(layer, direction)
+    if key not in state_dict:
+        return None
+    if kind != "lstm":
+        raise ValueError(f"state_dict: {key!r}: peepholes exist for LSTM only, got kind {kind!r}")
+    peep = _array(key, state_dict[key], 1)
+    if peep.shape != (3 * H,):
+        raise ValueError(f"{key}: expected shape {shape_str((3 * H,))}, got {shape_str(peep.shape)}")
+    return peep
+
+
 def _negative_zero(like: Array) -> Array:
     # x + (-0.0) == x bitwise for every x, so this bias keeps a Keras bias intact on the way back.
     return np.full_like(like, -0.0)
@@ -127,29 +152,40 @@ def torch_to_onnx(kind: str, state_dict: Mapping[str, Any], layer: int = 0) -> D
     kind: "rnn", "lstm" or "gru"
     state_dict: torch.nn names; the layer is bidirectional (D = 2) if its ``_reverse`` keys exist
     layer: which layer (ONNX has one node per layer)
-    returns {"W": [D, G*H, I], "R": [D, G*H, H], "B": [D, 2*G*H] or None when the layer has no bias}
+    returns {"W": [D, G*H, I], "R": [D, G*H, H], "B": [D, 2*G*H] or None when the layer has no bias},
+        and "P": [D, 3*H] when the state dict has peepholes (``weight_peep_l{layer}``, LSTM only)
     """
     _check_kind(kind)
     perm = _ONNX_FROM_TORCH[kind]
     D = 2 if ("weight_ih" + _suffix(layer, 1)) in state_dict else 1
-    W, R, B = [], [], []
+    W, R, B, P = [], [], [], []
     for d in range(D):
         w_ih, w_hh, b_ih, b_hh = _torch_direction(kind, state_dict, layer, d)
         W.append(_permute_blocks(w_ih, perm, 0))
         R.append(_permute_blocks(w_hh, perm, 0))
         if b_ih is not None:
             B.append(np.concatenate([_permute_blocks(b_ih, perm, 0), _permute_blocks(b_hh, perm, 0)]))
+        peep = _torch_peepholes(kind, state_dict, layer, d, w_hh.shape[1])
+        if peep is not None:
+            P.append(_permute_blocks(peep, _ONNX_PEEP_FROM_TORCH, 0))
     if B and len(B) != D:
         raise ValueError(f"state_dict: layer {layer} has biases in only one of its two directions")
-    return {"W": np.stack(W), "R": np.stack(R), "B": np.stack(B) if B else None}
+    if P and len(P) != D:
+        raise ValueError(f"state_dict: layer {layer} has peepholes in only one of its two directions")
+    out = {"W": np.stack(W), "R": np.stack(R), "B": np.stack(B) if B else None}
+    if P:
+        out["P"] = np.stack(P)
+    return out
 
 
-def onnx_to_torch(kind: str, W: Any, R: Any, B: Any = None, layer: int = 0) -> Dict[str, Array]:
-    """torch.nn state-dict entries of one layer from ONNX inputs W, R, B.
+def onnx_to_torch(kind: str, W: Any, R: Any, B: Any = None, layer: int = 0, P: Any = None) -> Dict[str, Array]:
+    """torch.nn state-dict entries of one layer from ONNX inputs W, R, B (and P).
 
     kind: "rnn", "lstm" or "gru"
     W: [D, G*H, I]; R: [D, G*H, H]; B: [D, 2*G*H] or None (no bias entries are made)
     layer: the layer index used in the names (``weight_ih_l{layer}``, ``..._reverse`` for d = 1)
+    P: LSTM peepholes [D, 3*H] (p_i, p_o, p_f), or None; given, ``weight_peep_l{layer}`` entries
+        [3*H] (p_i, p_f, p_o) are made, as gatecell's LSTM(peepholes=True) names them
     """
     G = _check_kind(kind)
     perm = _inverse(_ONNX_FROM_TORCH[kind])
@@ -163,6 +199,12 @@ def onnx_to_torch(kind: str, W: Any, R: Any, B: Any = None, layer: int = 0) -> D
         B = _array("B", B, 2)
         if B.shape != (D, 2 * G * H):
             raise ValueError(f"B: expected shape {shape_str((D, 2 * G * H))}, got {shape_str(B.shape)}")
+    if P is not None:
+        if kind != "lstm":
+            raise ValueError(f"P: peepholes exist for LSTM only, got kind {kind!r}")
+        P = _array("P", P, 2)
+        if P.shape != (D, 3 * H):
+            raise ValueError(f"P: expected shape {shape_str((D, 3 * H))}, got {shape_str(P.shape)}")
     out: Dict[str, Array] = {}
     for d in range(D):
         sfx = _suffix(layer, d)
@@ -171,6 +213,8 @@ def onnx_to_torch(kind: str, W: Any, R: Any, B: Any = None, layer: int = 0) -> D
         if B is not None:
             out["bias_ih" + sfx] = _permute_blocks(B[d, :G * H], perm, 0)
             out["bias_hh" + sfx] = _permute_blocks(B[d, G * H:], perm, 0)
+        if P is not None:
+            out["weight_peep" + sfx] = _permute_blocks(P[d], _inverse(_ONNX_PEEP_FROM_TORCH), 0)
     return out
 
 
@@ -186,6 +230,9 @@ def torch_to_keras(kind: str, state_dict: Mapping[str, Any], layer: int = 0, rev
     returns kernel [I, G*H], recurrent_kernel [H, G*H], bias (see above; None without bias)
     """
     w_ih, w_hh, b_ih, b_hh = _torch_direction(kind, state_dict, layer, int(bool(reverse)))
+    if _torch_peepholes(kind, state_dict, layer, int(bool(reverse)), w_hh.shape[1]) is not None:
+        raise ValueError(f"state_dict: weight_peep{_suffix(layer, int(bool(reverse)))}: Keras layers have no "
+                         "peepholes, so these weights have no Keras form")
     perm = _KERAS_FROM_TORCH[kind]
     kernel = np.ascontiguousarray(_permute_blocks(w_ih, perm, 0).T)
     recurrent = np.ascontiguousarray(_permute_blocks(w_hh, perm, 0).T)
@@ -234,15 +281,16 @@ def keras_to_torch(kind: str, kernel: Any, recurrent_kernel: Any, bias: Any = No
 
 
 def onnx_to_keras(kind: str, W: Any, R: Any, B: Any = None, direction: int = 0,
-                  reset_after: bool = True) -> KerasWeights:
+                  reset_after: bool = True, P: Any = None) -> KerasWeights:
     """Keras weights (kernel, recurrent_kernel, bias) of one direction of ONNX inputs W, R, B.
 
     kind: "rnn", "lstm" or "gru"
     W, R, B: the ONNX inputs ([D, G*H, I], [D, G*H, H], [D, 2*G*H] or None)
     direction: 0 (forward) or 1 (the reverse direction of a bidirectional node)
     reset_after: GRU only: the Keras form (True for ONNX linear_before_reset=1, False for 0)
+    P: must be None: Keras has no peepholes (accepted so that ``**torch_to_onnx(...)`` passes through)
     """
-    sd = onnx_to_torch(kind, W, R, B)
+    sd = onnx_to_torch(kind, W, R, B, P=P)
     if direction not in (0, 1) or ("weight_ih" + _suffix(0, direction)) not in sd:
         raise ValueError(f"direction: expected 0{' or 1' if 'weight_ih_l0_reverse' in sd else ''}, got {direction!r}")
     return torch_to_keras(kind, sd, 0, bool(direction), reset_after)
@@ -266,3 +314,56 @@ def keras_to_onnx(kind: str, forward: Sequence[Any], backward: Optional[Sequence
                              f"got {len(weights)} arrays")
         sd.update(keras_to_torch(kind, *weights, layer=0, reverse=bool(d)))
     return torch_to_onnx(kind, sd, 0)
+
+
+# Keras 3 activation name -> gatecell activation (ONNX name, alpha, beta), for exactly those Keras
+# functions that equal one of ONNX's eleven (Keras' default arguments).
+KERAS_ACTIVATIONS: Dict[str, Tuple[str, float, float]] = {
+    "tanh": ("Tanh", 0.0, 0.0),
+    "sigmoid": ("Sigmoid", 0.0, 0.0),
+    "hard_sigmoid": ("HardSigmoid", 1.0 / 6.0, 0.5),  # relu6(x + 3) / 6 = max(0, min(1, x/6 + 1/2))
+    "relu": ("Relu", 0.0, 0.0),
+    "linear": ("Affine", 1.0, 0.0),
+    "elu": ("Elu", 1.0, 0.0),
+    "softsign": ("Softsign", 0.0, 0.0),
+    "softplus": ("Softplus", 0.0, 0.0),
+    "leaky_relu": ("LeakyRelu", 0.2, 0.0),  # Keras 3's default negative_slope
+}
+# gatecell's activations=None: torch's functions per kind, as Keras names.
+_TORCH_DEFAULT_KERAS = {"rnn": ("tanh",), "gru": ("sigmoid", "tanh"), "lstm": ("sigmoid", "tanh", "tanh")}
+
+
+def _keras_activation_name(name: str, value: Any) -> str:
+    if value is None:
+        return "linear"  # Keras: activation=None is the identity
+    if callable(value) and not isinstance(value, str):
+        value = getattr(value, "__name__", repr(value))
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a Keras activation name or function, got {type(value).__name__}")
+    if value not in KERAS_ACTIVATIONS:
+        raise ValueError(f"{name}: expected a Keras activation that is exactly one of ONNX's functions, one of "
+                         f"{sorted(KERAS_ACTIVATIONS)}, got {value!r}")
+    return value
+
+
+def keras_activations(kind: str, activation: Any = "tanh", recurrent_activation: Any = "sigmoid") -> Optional[list]:
+    """gatecell's ``activations=`` for a Keras layer with these activation functions.
+
+    kind: "rnn" (SimpleRNN: only ``activation``), "lstm" or "gru"
+    activation: Keras' ``activation`` (a name such as "tanh", a Keras activation function, or None
+        for linear); it is the candidate's function (GRU g, LSTM g and h, SimpleRNN f)
+    recurrent_activation: Keras' ``recurrent_activation``, the gates' function (LSTM, GRU f)
+    returns None when these are torch's functions (gatecell's default), else one
+        (ONNX name, alpha, beta) per function in gatecell's order (RNN f; GRU f, g; LSTM f, g, h)
+    A Keras function that is not exactly one of ONNX's eleven raises ValueError naming it.
+    """
+    _check_kind(kind)
+    act = _keras_activation_name("activation", activation)
+    if kind == "rnn":
+        names: Tuple[str, ...] = (act,)
+    else:
+        gate = _keras_activation_name("recurrent_activation", recurrent_activation)
+        names = (gate, act) if kind == "gru" else (gate, act, act)
+    if names == _TORCH_DEFAULT_KERAS[kind]:
+        return None
+    return [KERAS_ACTIVATIONS[n] for n in names]

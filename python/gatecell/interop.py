@@ -93,6 +93,9 @@ def to_torch(module: Module) -> Any:
     if kind not in _RECURRENT + _CELLS + ("Linear", "Embedding"):
         raise TypeError(f"module: expected a gatecell RNN, LSTM, GRU, cell, Linear or Embedding, got {kind}")
     dtype = getattr(torch, cfg.pop("dtype"))
+    if cfg.pop("reverse", False):
+        raise ValueError("module: torch has no reverse-only recurrent layer (reverse=True); flip the sequences "
+                         "of a forward layer instead")
     if kind in ("GRU", "GRUCell") and not cfg.pop("linear_before_reset"):
         raise ValueError("module: torch has no GRU with linear_before_reset=False (the original Cho et al. form)")
     twin = getattr(torch.nn, kind)(**cfg, dtype=dtype)

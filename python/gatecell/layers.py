@@ -141,12 +141,19 @@ def core_activations(specs: Optional[list]) -> list:
 
 
 class _RecurrentBase(Module):
-    """Multi-layer, optionally bidirectional recurrent network over whole sequences."""
+    """Multi-layer, optionally bidirectional recurrent network over whole sequences.
+
+    ``reverse=True`` (unidirectional layers only; ONNX's direction="reverse") runs every layer's one
+    direction backwards in time, each sequence from its own last valid step down to step 0, so
+    ``out[t]`` summarises steps t.. of the sequence and h_n is the state after step 0. Its
+    parameters keep the names of the forward direction (``weight_ih_l{k}``).
+    """
 
     def __init__(self, kind: str, input_size: int, hidden_size: int, num_layers: int, bias: bool,
                  batch_first: bool, dropout: float, bidirectional: bool, proj_size: int,
                  linear_before_reset: bool, dtype: Any, seed: Optional[int], activations: Any = None,
-                 clip: Any = None, input_forget: bool = False, peepholes: bool = False) -> None:
+                 clip: Any = None, input_forget: bool = False, peepholes: bool = False,
+                 reverse: bool = False) -> None:
         super().__init__(dtype, seed)
         self.input_size = check_int("input_size", input_size, minimum=1, maximum=INT64_MAX)
         self.hidden_size = check_int("hidden_size", hidden_size, minimum=1, maximum=INT64_MAX)
@@ -159,6 +166,10 @@ class _RecurrentBase(Module):
         if self.proj_size >= self.hidden_size:
             raise ValueError(f"proj_size: expected a value < hidden_size ({self.hidden_size}), got {self.proj_size}")
         self.linear_before_reset = check_bool("linear_before_reset", linear_before_reset)
+        self.reverse = check_bool("reverse", reverse)
+        if self.reverse and self.bidirectional:
+            raise ValueError("reverse: expected False with bidirectional=True (reverse makes the one direction "
+                             "of a unidirectional layer run backwards in time), got True")
         if self.dropout > 0 and self.num_layers == 1:
             warnings.warn("dropout acts between recurrent layers, so with num_layers=1 it does nothing",
                           UserWarning, stacklevel=3)
@@ -175,6 +186,7 @@ class _RecurrentBase(Module):
         cfg.input_size, cfg.hidden_size = self.input_size, self.hidden_size
         cfg.proj_size, cfg.num_layers = self.proj_size, self.num_layers
         cfg.bidirectional, cfg.bias = self.bidirectional, self.bias
+        cfg.reverse = self.reverse
         cfg.linear_before_reset, cfg.dropout = self.linear_before_reset, self.dropout
         cfg.activations = core_activations(self.activations)
         cfg.clip = self.clip or 0.0
@@ -349,7 +361,9 @@ class _RecurrentBase(Module):
             cfg["proj_size"] = self.proj_size
         if self._kind == "gru":
             cfg["linear_before_reset"] = self.linear_before_reset
-        # The variants appear only when set, so torch-form configs stay what they were.
+        # The variants (and reverse) appear only when set, so torch-form configs stay what they were.
+        if self.reverse:
+            cfg["reverse"] = True
         if self.activations is not None:
             cfg["activations"] = [list(s) for s in self.activations]
         if self.clip is not None:
@@ -366,8 +380,8 @@ class _RecurrentBase(Module):
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False), ("proj_size", 0), ("activations", None), ("clip", None),
-                              ("input_forget", False), ("peepholes", False)):
+                              ("bidirectional", False), ("reverse", False), ("proj_size", 0), ("activations", None),
+                              ("clip", None), ("input_forget", False), ("peepholes", False)):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
         return s + f", dtype={self.dtype}"
@@ -406,11 +420,11 @@ class RNN(_RecurrentBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  dtype: Any = np.float32, seed: Optional[int] = None, activations: Any = None,
-                 clip: Optional[float] = None) -> None:
+                 clip: Optional[float] = None, reverse: bool = False) -> None:
         _check_nonlinearity(nonlinearity, activations)
         self.nonlinearity = nonlinearity
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, True, dtype, seed, activations, clip)
+                         bidirectional, 0, True, dtype, seed, activations, clip, reverse=reverse)
 
 
 _LSTM_EXTRA = """ (the cell state c is not clipped)
@@ -427,9 +441,10 @@ class LSTM(_RecurrentBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                  dtype: Any = np.float32, seed: Optional[int] = None, activations: Any = None,
-                 clip: Optional[float] = None, input_forget: bool = False, peepholes: bool = False) -> None:
+                 clip: Optional[float] = None, input_forget: bool = False, peepholes: bool = False,
+                 reverse: bool = False) -> None:
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         proj_size, True, dtype, seed, activations, clip, input_forget, peepholes)
+                         proj_size, True, dtype, seed, activations, clip, input_forget, peepholes, reverse)
 
 
 class GRU(_RecurrentBase):
@@ -443,9 +458,9 @@ class GRU(_RecurrentBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  linear_before_reset: bool = True, dtype: Any = np.float32, seed: Optional[int] = None,
-                 activations: Any = None, clip: Optional[float] = None) -> None:
+                 activations: Any = None, clip: Optional[float] = None, reverse: bool = False) -> None:
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         0, linear_before_reset, dtype, seed, activations, clip)
+                         0, linear_before_reset, dtype, seed, activations, clip, reverse=reverse)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

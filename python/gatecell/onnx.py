@@ -67,7 +67,6 @@ _ACTIVATION_NAMES = {name.lower(): name for name in ACTIVATION_DEFAULTS}
 _USES_ALPHA = {"Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu"}
 _USES_BETA = {"Affine", "ScaledTanh", "HardSigmoid"}
 _DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
-_PENDING = "is not supported yet: it needs the generalised kernels (issue 3), which are coming"
 
 
 def _float_input(name: str, value: Any, dtype: Optional[np.dtype], shape: Optional[Tuple[int, ...]] = None) -> Array:
@@ -161,18 +160,31 @@ def _check_flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def _check_attributes(kind: str, D: int, activations: Any, activation_alpha: Any, activation_beta: Any,
-                      clip: Any, input_forget: Any) -> List[str]:
-    """The torch-form cell kind of each direction, for from_onnx (which builds torch-form layers only
-    for now); NotImplementedError for the variants."""
-    specs = activation_specs(kind, D, activations, activation_alpha, activation_beta)
-    kinds = [_torch_kind(kind, specs[d * len(specs) // D:(d + 1) * len(specs) // D]) for d in range(D)]
-    parametrised = any(name in _USES_ALPHA | _USES_BETA for name, _, _ in specs)
-    if check_clip("clip", clip) is not None or _check_flag("input_forget", input_forget) or None in kinds \
-            or parametrised:
-        raise NotImplementedError(f"activations={activations}, clip={clip}, input_forget={input_forget}: "
-                                  "from_onnx builds torch-form layers only; run the node with gc.onnx.run_node")
-    return kinds
+def _variant_arguments(node: Any, kind: str, D: int, attrs: Dict[str, Any], has_peepholes: bool) -> Dict[str, Any]:
+    """The layer keywords that give a node's cells: nonlinearity (RNN) or activations, clip, input_forget,
+    peepholes. Torch's functions in every direction stay the torch-form layer (no activations)."""
+    try:
+        specs = activation_specs(kind, D, attrs.get("activations"), attrs.get("activation_alpha"),
+                                 attrs.get("activation_beta"))
+        clip = check_clip("clip", attrs.get("clip"))
+        coupled = _check_flag("input_forget", attrs.get("input_forget", 0))
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"node {node.name!r}: {exc}") from exc
+    count = len(specs) // D
+    kinds = {_torch_kind(kind, specs[d * count:(d + 1) * count]) for d in range(D)}
+    out: Dict[str, Any] = {}
+    if len(kinds) == 1 and None not in kinds:
+        if kind == "rnn":
+            out["nonlinearity"] = kinds.pop()[len("rnn_"):]
+    else:
+        out["activations"] = specs
+    if clip is not None:
+        out["clip"] = clip
+    if coupled:
+        out["input_forget"] = True
+    if has_peepholes:
+        out["peepholes"] = True
+    return out
 
 
 def _core_forward(kind: str, entries: list, x: Array, lengths: Optional[Array], h0: Optional[Array],
@@ -452,17 +464,23 @@ def from_onnx(model: Any) -> List[Any]:
 
     model: an onnx.ModelProto or the path of an .onnx file
     returns one layer per node, in graph order: gc.RNN / gc.GRU / gc.LSTM with num_layers=1,
-        bidirectional for direction="bidirectional", batch_first for layout=1, the GRU form of
-        linear_before_reset, bias=False when B is omitted, and the dtype of W. Chain them to
-        rebuild a stacked network (torch.onnx.export writes one node per layer).
+        bidirectional for direction="bidirectional", reverse=True for direction="reverse",
+        batch_first for layout=1, the GRU form of linear_before_reset, bias=False when B is
+        omitted, and the dtype of W. Chain them to rebuild a stacked network (torch.onnx.export
+        writes one node per layer).
 
     Supported graph patterns: W, R and B are initializers, outputs of Constant nodes (attribute
     ``value``), or outputs of Identity nodes applied to either (any depth, in graph order) —
     what torch.onnx.export writes, with either exporter (dynamo=False: one node per layer; the
     default dynamo exporter writes LSTM and GRU nodes too, but unrolls torch.nn.RNN into
-    MatMul/Tanh nodes, which hold no RNN node to find). A weight computed by any other node,
-    a reverse-only node (gatecell layers have no reverse-only direction) and the attributes that
-    gc.onnx.lstm refuses (peepholes, clip, ...) raise NotImplementedError.
+    MatMul/Tanh nodes, which hold no RNN node to find). A weight computed by any other node raises
+    NotImplementedError.
+
+    Cell variants become variant layers: ``activations`` with ``activation_alpha``/``beta`` (read as
+    gc.onnx does; functions may differ between the two directions) -> ``activations=`` as
+    [Name, alpha, beta] per function and direction, ``clip`` -> ``clip=``, ``input_forget=1`` ->
+    ``input_forget=True``, and ``P`` -> ``peepholes=True`` with ``weight_peep_l0`` (order i, f, o;
+    ONNX's P is i, o, f). Nodes with torch's functions build torch-form layers.
     """
     import onnx
 
@@ -480,20 +498,12 @@ def from_onnx(model: Any) -> List[Any]:
         kind = OPS[node.op_type]
         attrs = _node_attributes(node)
         direction = attrs.get("direction", "forward")
-        if direction == "reverse":
-            raise NotImplementedError(f"node {node.name!r}: direction='reverse' has no gatecell layer (a layer "
-                                      "runs forward or both directions); use gc.onnx.run_node for it")
-        D = _DIRECTIONS.get(direction, 1)
-        kinds = _check_attributes(kind, D, attrs.get("activations"), attrs.get("activation_alpha"),
-                                  attrs.get("activation_beta"), attrs.get("clip"), attrs.get("input_forget", 0))
-        if len(set(kinds)) != 1:
-            raise NotImplementedError(f"node {node.name!r}: activations {attrs.get('activations')} differ between "
-                                      "directions, which one gatecell layer cannot hold")
+        if direction not in _DIRECTIONS:
+            raise ValueError(f"node {node.name!r}: direction: expected one of {list(_DIRECTIONS)}, got {direction!r}")
+        D = _DIRECTIONS[direction]
         names = list(node.input) + [""] * (8 - len(node.input))
-        if kind == "lstm" and names[7]:
-            raise NotImplementedError(f"node {node.name!r}: P (peepholes) {_PENDING}")
         weights = {}
-        for k, name in enumerate(("W", "R", "B"), start=1):
+        for k, name in ((1, "W"), (2, "R"), (3, "B"), (7, "P")):
             if not names[k]:
                 weights[name] = None
             elif names[k] in known:
@@ -507,13 +517,14 @@ def from_onnx(model: Any) -> List[Any]:
         if W.dtype not in (np.float32, np.float64):
             raise TypeError(f"node {node.name!r}: W: expected dtype float32 or float64, got {W.dtype}")
         common = dict(input_size=W.shape[2], hidden_size=R.shape[2], num_layers=1, bias=weights["B"] is not None,
-                      batch_first=attrs.get("layout", 0) == 1, bidirectional=D == 2, dtype=W.dtype)
+                      batch_first=attrs.get("layout", 0) == 1, bidirectional=D == 2, dtype=W.dtype,
+                      reverse=direction == "reverse", **_variant_arguments(node, kind, D, attrs, weights["P"] is not None))
         if kind == "lstm":
             layer = LSTM(**common)
         elif kind == "gru":
             layer = GRU(**common, linear_before_reset=bool(attrs.get("linear_before_reset", 0)))
         else:
-            layer = RNN(**common, nonlinearity=kinds[0][len("rnn_"):])
-        layer.load_state_dict(onnx_to_torch(kind, W, R, weights["B"]))
+            layer = RNN(**common)
+        layer.load_state_dict(onnx_to_torch(kind, W, R, weights["B"], P=weights["P"]))
         layers.append(layer)
     return layers

@@ -148,8 +148,18 @@ TEST_CASE("corrupt and mismatched files throw a clear CheckpointError") {
   check(checkpoint_bytes(net, replace(kLstmJson, "\"num_layers\": 2", "\"num_layers\": 3")), "missing tensor");
   check(checkpoint_bytes(net, replace(kLstmJson, "\"num_layers\": 2", "\"num_layers\": 1")), "unknown tensor");
   check(checkpoint_bytes(net, replace(kLstmJson, "\"hidden_size\": 3", "\"hidden_size\": 4")), "expected shape");
-  check(checkpoint_bytes(net, replace(kLstmJson, "\"bias\": true", "\"bias\": true, \"peepholes\": true")),
+  check(checkpoint_bytes(net, replace(kLstmJson, "\"bias\": true", "\"bias\": true, \"zoneout\": 0.1")),
         "unknown config key");
+  check(checkpoint_bytes(net, replace(kLstmJson, "\"bias\": true", "\"bias\": true, \"clip\": -1")),
+        "\"clip\" must be null or a positive number");
+  check(checkpoint_bytes(net, replace(kLstmJson, "\"bias\": true", "\"bias\": true, \"activations\": \"tanh\"")),
+        "\"activations\" must be null or a list");
+  check(checkpoint_bytes(net, replace(kLstmJson, "\"bias\": true",
+                                      "\"bias\": true, \"activations\": [[\"Swish\", 1, 0], [\"Tanh\", 0, 0], "
+                                      "[\"Tanh\", 0, 0]]")),
+        "unknown activation \"Swish\"");
+  check(checkpoint_bytes(net, replace(kLstmJson, "\"bidirectional\": false", "\"bidirectional\": true, \"reverse\": true")),
+        "reverse applies to unidirectional networks only");
   check(checkpoint_bytes(net, replace(kLstmJson, "\"input_size\": 2", "\"input_size\": -2")), "non-negative");
   CHECK(error_of([] { gatecell::read_checkpoint("/nonexistent/x.safetensors"); }).find("cannot open") !=
         std::string::npos);
@@ -165,4 +175,114 @@ TEST_CASE("corrupt and mismatched files throw a clear CheckpointError") {
     }
   }
   std::remove(path.c_str());
+}
+
+namespace {
+
+// Each sequence's first lengths[n] steps of a time-major [T, N, C] buffer in reverse order.
+std::vector<double> flip(const std::vector<double>& a, index_t T, index_t N, const std::vector<index_t>& lengths) {
+  const index_t C = static_cast<index_t>(a.size()) / (T * N);
+  std::vector<double> out = a;
+  for (index_t n = 0; n < N; ++n)
+    for (index_t t = 0; t < lengths[n]; ++t)
+      std::copy_n(a.data() + ((lengths[n] - 1 - t) * N + n) * C, C, out.data() + (t * N + n) * C);
+  return out;
+}
+
+// The message of the ShapeError model.stream() throws, or "" when it streams.
+std::string stream_error(const gatecell::Model<double>& model) {
+  try {
+    model.stream(1);
+  } catch (const gatecell::ShapeError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("a reverse layer's checkpoint runs like the forward network on flipped sequences") {
+  for (auto kind : {gatecell::CellKind::rnn_tanh, gatecell::CellKind::lstm, gatecell::CellKind::gru}) {
+    gatecell::NetworkConfig c = lstm_config();
+    c.kind = kind;
+    c.reverse = true;
+    gatecell::Network<double> rev(c, false, 9);
+    c.reverse = false;
+    gatecell::Network<double> fwd(c, false, 1);
+    for (auto& [name, t] : fwd.parameters()) t.data = rev.parameters().at(name).data;
+    const std::string type = kind == gatecell::CellKind::lstm ? "LSTM" : kind == gatecell::CellKind::gru ? "GRU" : "RNN";
+    const std::string json = "{\"type\": \"" + type + "\", \"input_size\": 2, \"hidden_size\": 3, \"num_layers\": 2, "
+                             "\"reverse\": true, \"dtype\": \"float64\"}";
+    const std::string path = temp_path("reverse");
+    write_raw(path, checkpoint_bytes(rev, json));
+    auto model = gatecell::load_model<double>(path);
+    std::remove(path.c_str());
+    CAPTURE(type);
+
+    const index_t T = 5, N = 3;
+    const std::vector<index_t> lengths{5, 2, 4};
+    const auto x = gatecell_test::random_vector<double>(T * N * 2, 3);
+    const auto y = model.forward(x, T, N, lengths);
+    const auto y_fwd = flip(fwd.forward(flip(x, T, N, lengths), T, N, lengths).y, T, N, lengths);
+    REQUIRE(y.size() == y_fwd.size());
+    CHECK(gatecell_test::max_abs_diff(y.data(), y_fwd.data(), y.size()) < 1e-12);
+
+    // Backward: the gradients of the reverse network are those of the forward one on flipped data.
+    rev.train();
+    fwd.train();
+    const auto dy = gatecell_test::random_vector<double>(y.size(), 4);
+    const auto out_rev = rev.forward(x, T, N, lengths);
+    fwd.forward(flip(x, T, N, lengths), T, N, lengths);
+    const auto dh_n = gatecell_test::random_vector<double>(out_rev.h_n.size(), 5);
+    const auto g_rev = rev.backward(dy, dh_n);
+    const auto g_fwd = fwd.backward(flip(dy, T, N, lengths), dh_n);
+    const auto dx_fwd = flip(g_fwd.dx, T, N, lengths);
+    CHECK(gatecell_test::max_abs_diff(g_rev.dx.data(), dx_fwd.data(), dx_fwd.size()) < 1e-12);
+    CHECK(gatecell_test::max_abs_diff(g_rev.dh0.data(), g_fwd.dh0.data(), g_fwd.dh0.size()) < 1e-12);
+    for (const auto& [name, g] : fwd.grads()) {
+      CAPTURE(name);
+      CHECK(gatecell_test::max_abs_diff(rev.grads().at(name).data.data(), g.data.data(), g.data.size()) < 1e-12);
+    }
+    CHECK(stream_error(model).find("reverse") != std::string::npos);
+  }
+}
+
+TEST_CASE("a variant layer's checkpoint rebuilds the same network: activations, clip, input_forget, peepholes") {
+  using gatecell::Activation;
+  gatecell::NetworkConfig c = lstm_config();
+  c.bidirectional = true;
+  c.clip = 0.75;
+  c.input_forget = true;
+  c.peepholes = true;
+  c.activations = {{Activation::hard_sigmoid, 0.3, 0.4}, {Activation::leaky_relu, 0.2, 0.0},
+                   {Activation::softsign, 0.0, 0.0}, {Activation::scaled_tanh, 0.9, 1.2},
+                   {Activation::elu, 0.7, 0.0}, {Activation::thresholded_relu, 0.1, 0.0}};
+  gatecell::Network<double> net(c, false, 11);
+  CHECK(net.parameters().count("weight_peep_l1_reverse") == 1);
+  const std::string json =
+      "{\"type\": \"LSTM\", \"input_size\": 2, \"hidden_size\": 3, \"num_layers\": 2, \"bidirectional\": true, "
+      "\"clip\": 0.75, \"input_forget\": true, \"peepholes\": true, \"activations\": [[\"HardSigmoid\", 0.3, 0.4], "
+      "[\"LeakyRelu\", 0.2, 0.0], [\"Softsign\", 0.0, 0.0], [\"ScaledTanh\", 0.9, 1.2], [\"Elu\", 0.7, 0.0], "
+      "[\"ThresholdedRelu\", 0.1, 0.0]], \"dtype\": \"float64\"}";
+  const std::string path = temp_path("variants");
+  write_raw(path, checkpoint_bytes(net, json));
+  auto model = gatecell::load_model<double>(path);
+  std::remove(path.c_str());
+  const index_t T = 4, N = 2;
+  const auto x = gatecell_test::random_vector<double>(T * N * 2, 6);
+  const auto y = model.forward(x, T, N, {4, 3});
+  const auto expected = net.forward(x, T, N, {4, 3}).y;
+  REQUIRE(y.size() == expected.size());
+  CHECK(gatecell_test::max_abs_diff(y.data(), expected.data(), y.size()) == 0.0);
+  const gatecell::NetworkConfig& read = model.children()[0].network->config();
+  CHECK(read.clip == 0.75);
+  CHECK(read.input_forget);
+  CHECK(read.peepholes);
+  REQUIRE(read.activations.size() == c.activations.size());
+  for (std::size_t k = 0; k < c.activations.size(); ++k) {
+    CHECK(read.activations[k].kind == c.activations[k].kind);
+    CHECK(read.activations[k].alpha == c.activations[k].alpha);
+    CHECK(read.activations[k].beta == c.activations[k].beta);
+  }
+  CHECK(stream_error(model).find("variants") != std::string::npos);
 }

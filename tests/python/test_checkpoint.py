@@ -27,6 +27,15 @@ MODULES = [
     lambda dt: gc.LSTMCell(3, 4, dtype=dt, seed=8),
     lambda dt: gc.GRUCell(3, 4, linear_before_reset=False, dtype=dt, seed=9),
     lambda dt: gc.Linear(3, 2, dtype=dt, seed=10),
+    lambda dt: gc.GRU(3, 5, num_layers=2, reverse=True, dtype=dt, seed=11),
+    lambda dt: gc.LSTM(3, 6, proj_size=2, batch_first=True, reverse=True, dtype=dt, seed=12),
+    # The cell variants: every key of config() the C++ reader must map (activations, clip, ...).
+    lambda dt: gc.LSTM(3, 5, num_layers=2, bidirectional=True, peepholes=True, input_forget=True, clip=0.7,
+                       activations=[("HardSigmoid", 0.3, 0.4), ("LeakyRelu", 0.2), "Softsign",
+                                    ("ScaledTanh", 0.9, 1.2), "Elu", ("ThresholdedRelu", 0.1)], dtype=dt, seed=13),
+    lambda dt: gc.GRU(3, 5, linear_before_reset=False, reverse=True, clip=1.5,
+                      activations=["Sigmoid", ("Affine", 0.5, 0.1)], dtype=dt, seed=14),
+    lambda dt: gc.RNN(3, 4, num_layers=2, activations=["Softplus"], dtype=dt, seed=15),
 ]
 
 
@@ -226,3 +235,20 @@ def test_cpp_reads_a_sequential(tmp_path):
         save_tensors(tmp_path / "bad", tensors, {"gatecell_model": json.dumps(bad)})
         with pytest.raises(ValueError):
             _core.load_model(str(tmp_path / "bad"))
+
+
+def test_cpp_stream_refuses_a_variant_layer(tmp_path):
+    path = tmp_path / "var.safetensors"
+    gc.save(path, gc.LSTM(3, 4, peepholes=True, seed=1))
+    with pytest.raises(ValueError, match="streaming does not run cell variants"):
+        _core.load_model(str(path)).stream()
+
+
+def test_cpp_stream_refuses_a_reverse_layer(tmp_path):
+    path = tmp_path / "rev.safetensors"
+    gc.save(path, gc.RNN(3, 4, reverse=True, seed=1))
+    model = _core.load_model(str(path))
+    with pytest.raises(ValueError, match="reverse layer needs the whole sequence"):
+        model.stream()
+    with pytest.raises(ValueError, match="reverse"):
+        gc.Stream(gc.RNN(3, 4, reverse=True, seed=1))

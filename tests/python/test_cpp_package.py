@@ -105,3 +105,10 @@ def test_example_reports_a_bad_file(example, tmp_path):
     bad.write_bytes(b"\x10\0\0\0\0\0\0\0{not json")
     res = subprocess.run([str(example), str(bad)], input="", capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and "error:" in res.stderr and "truncated" in res.stderr
+
+
+def test_example_refuses_a_reverse_layer(example, tmp_path):
+    path = tmp_path / "rev.safetensors"
+    gc.save(path, gc.LSTM(4, 6, reverse=True, seed=3))
+    res = subprocess.run([str(example), str(path)], input="", capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "error:" in res.stderr and "reverse" in res.stderr

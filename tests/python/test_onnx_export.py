@@ -117,11 +117,11 @@ def test_from_onnx_refuses_what_it_cannot_hold():
     computed = [helper.make_node("Neg", ["w"], ["w2"]), helper.make_node("LSTM", ["X", "w2", "r"], ["Y"])]
     with pytest.raises(NotImplementedError, match="computed by the graph"):
         gc.from_onnx(_graph_model(computed, inits))
-    reverse = [helper.make_node("LSTM", ["X", "w", "r"], ["Y"], direction="reverse")]
-    with pytest.raises(NotImplementedError, match="reverse"):
-        gc.from_onnx(_graph_model(reverse, inits))
-    clipped = [helper.make_node("LSTM", ["X", "w", "r"], ["Y"], clip=1.0)]
-    with pytest.raises(NotImplementedError, match="clip"):
+    sideways = [helper.make_node("LSTM", ["X", "w", "r"], ["Y"], direction="sideways")]
+    with pytest.raises(ValueError, match="direction"):
+        gc.from_onnx(_graph_model(sideways, inits))
+    clipped = [helper.make_node("LSTM", ["X", "w", "r"], ["Y"], clip=-1.0)]
+    with pytest.raises(ValueError, match="clip"):
         gc.from_onnx(_graph_model(clipped, inits))
     with pytest.raises(TypeError, match="model"):
         gc.from_onnx(42)

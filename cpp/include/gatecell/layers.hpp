@@ -42,7 +42,7 @@ template <typename Scalar>
 class Network {
  public:
   // Builds a network with torch's default initialisation, uniform(-1/sqrt(H), 1/sqrt(H)).
-  //   config: kind, sizes, layers, directions, bias, projection, GRU form, dropout
+  //   config: kind, sizes, layers, directions, bias, projection, GRU form, dropout, variants, reverse
   //   batch_first: sequences are [N,T,C] instead of [T,N,C]
   //   seed: seeds the initial weights and the dropout masks
   //   cell_names: name parameters like torch's cells ("weight_ih") instead of "weight_ih_l0"
@@ -87,7 +87,7 @@ class Network {
   std::uint64_t seed_;
   std::uint64_t calls_ = 0;
   ParameterMap<Scalar> params_, grads_;
-  std::vector<std::vector<std::string>> entries_;  // [L*D] names of w_ih, w_hh, b_ih, b_hh, w_hr ("" if absent)
+  std::vector<std::vector<std::string>> entries_;  // [L*D] names of w_ih, w_hh, b_ih, b_hh, w_hr, w_peep ("" if absent)
   NetworkCache<Scalar> cache_;
   std::vector<Scalar> x_saved_;
 };
