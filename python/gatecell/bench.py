@@ -2,7 +2,12 @@
 """Benchmark gatecell against PyTorch and ONNX Runtime, side by side in one process.
 
 Each (configuration, thread count, mode) is timed for every framework in alternating rounds
-after a warm-up; the figure reported is the median. Inference compares gatecell with PyTorch
+after a warm-up; the figure reported is the median. After each timed call the process sleeps
+(untimed) until the worker threads that framework leaves spinning have gone idle, so that they do
+not take a core from the next framework timed: with 2 cores, one spinning stranger halves a
+2-thread run. OpenMP teams (gatecell, PyTorch) settle within milliseconds; ONNX Runtime's pool
+spins for about 0.1 s after a call (measured here), hence its longer pause. Since a pause leaves
+caches and thread teams cold, each timed call follows an untimed one of the same framework. Inference compares gatecell with PyTorch
 and ONNX Runtime; a training step (forward in training mode, backward with every gradient)
 with PyTorch. A large SGEMM measured at the start gives the machine's ceiling, so each result
 is also shown as a share of what the CPU can do. Results go to the terminal, a JSON file and a
@@ -267,9 +272,19 @@ def onnx_model(cfg: Config, state: Dict[str, np.ndarray], onnx):
     return model
 
 
+# Untimed sleep after each call of a framework, until the threads it leaves spinning are idle.
+SETTLE_SECONDS = {"onnxruntime": 0.15}
+SETTLE_DEFAULT = 0.01
+
+
 def time_alternating(calls: Dict[str, Callable[[], object]], budget: float, min_rounds: int,
-                     max_rounds: int) -> Dict[str, float]:
-    """Median ms per call of each callable, timed in alternating rounds after one warm-up each."""
+                     max_rounds: int, settle: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+    """Median ms per call of each callable, timed in alternating rounds after one warm-up each.
+
+    settle: seconds slept (untimed) after each call, per name (default SETTLE_SECONDS, else
+            SETTLE_DEFAULT); see the module docstring
+    """
+    settle = SETTLE_SECONDS if settle is None else settle
     times: Dict[str, List[float]] = {name: [] for name in calls}
     for name, call in calls.items():  # warm-up: first-call allocations, lazy initialisation
         t0 = time.perf_counter()
@@ -281,9 +296,11 @@ def time_alternating(calls: Dict[str, Callable[[], object]], budget: float, min_
         times[name].clear()
     for _ in range(rounds):
         for name, call in calls.items():
+            call()  # untimed: caches and this framework's own threads warm again after the pause
             t0 = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - t0)
+            time.sleep(settle.get(name, SETTLE_DEFAULT))
     return {name: 1e3 * statistics.median(v) for name, v in times.items()}
 
 
