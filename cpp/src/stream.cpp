@@ -26,6 +26,7 @@ Stream<Scalar>::Stream(const Model<Scalar>& model, index_t batch) : batch_(batch
     width = out;
   };
   auto append = [this](auto&& pack_into) {
+    packed_.resize((packed_.size() + 15) / 16 * 16, Scalar(0));  // each part on a cache line
     const index_t offset = static_cast<index_t>(packed_.size());
     pack_into(packed_);
     return offset;
@@ -42,7 +43,7 @@ Stream<Scalar>::Stream(const Model<Scalar>& model, index_t batch) : batch_(batch
       check_width(child, c.input_size, P);
       for (index_t l = 0; l < L; ++l) {
         const CellShape shape{c.kind, c.linear_before_reset, c.layer_input_size(l), H, P};
-        const index_t cell = append([&](std::vector<Scalar>& out) { detail::pack_cell(shape, weights[l], out); });
+        const index_t cell = append([&](AlignedVector<Scalar>& out) { detail::pack_cell(shape, weights[l], out); });
         stage.layers.push_back({c.kind, c.linear_before_reset, shape.in, H, P, cell,
                                 state_size + l * batch * P,
                                 c.has_cell_state() ? state_size + L * batch * P + l * batch * H : -1});
@@ -56,8 +57,8 @@ Stream<Scalar>::Stream(const Model<Scalar>& model, index_t batch) : batch_(batch
       const index_t in = child.linear->in_features(), out = child.linear->out_features();
       check_width(child, in, out);
       const index_t weight =
-          append([&](std::vector<Scalar>& dst) { detail::pack_matrix(params.at("weight").data.data(), out, in, dst); });
-      const index_t bias = child.linear->has_bias() ? append([&](std::vector<Scalar>& dst) {
+          append([&](AlignedVector<Scalar>& dst) { detail::pack_matrix(params.at("weight").data.data(), out, in, dst); });
+      const index_t bias = child.linear->has_bias() ? append([&](AlignedVector<Scalar>& dst) {
         const Scalar* b = params.at("bias").data.data();
         dst.insert(dst.end(), b, b + out);
       }) : -1;
@@ -93,17 +94,19 @@ void Stream<Scalar>::step(const Scalar* x, Scalar* y) {
     for (const Layer& layer : stage.layers) {
       const CellShape shape{layer.kind, layer.linear_before_reset, layer.in, layer.H, layer.P};
       for (index_t n = 0; n < N; ++n) {
+        const std::uint64_t call = calls_ + static_cast<std::uint64_t>(n);  // alternates for each layer
         Scalar* h = state_.data() + layer.h_offset + n * layer.P;
         Scalar* c = layer.c_offset >= 0 ? state_.data() + layer.c_offset + n * layer.H : nullptr;
         std::copy(h, h + layer.P, h_prev_.data());  // the kernel writes h while it still reads h_prev
         detail::cell_step(shape, packed(layer.cell), in + n * in_width, static_cast<const Scalar*>(nullptr),
-                          static_cast<const Scalar*>(h_prev_.data()), c, h, work_.data());
+                          static_cast<const Scalar*>(h_prev_.data()), c, h, work_.data(), (call & 1) != 0);
       }
       in = state_.data() + layer.h_offset;  // [N, P]: the next layer's input
       in_width = layer.P;
     }
   }
   std::copy(in, in + N * output_size_, y);
+  calls_ += N;  // each layer's kernel ran N times: the next step starts on the other panel order
 }
 
 template <typename Scalar>

@@ -2,8 +2,10 @@
 #pragma once
 // Streaming inference: one time step at a time through every layer of a model, keeping the state.
 
+#include <cstdint>
 #include <vector>
 
+#include "gatecell/aligned.hpp"
 #include "gatecell/model.hpp"
 
 namespace gatecell {
@@ -44,7 +46,7 @@ class Stream {
     CellKind kind;
     bool linear_before_reset;
     index_t in, H, P;     // input width, hidden size, output width (P = H without projection)
-    index_t cell;         // offset into packed_ of the fused step kernel's weights
+    index_t cell;         // offset into packed_ of the step kernel's weights
     index_t h_offset, c_offset;  // into state_ (c_offset -1: no cell state)
   };
   struct Stage {  // one child: a run of recurrent layers, or a Linear (offsets into packed_)
@@ -57,8 +59,10 @@ class Stream {
   index_t batch_, input_size_ = 0, output_size_ = 0;
   std::vector<Stage> stages_;
   std::vector<Scalar> state_;
-  std::vector<Scalar> packed_;
-  std::vector<Scalar> work_, h_prev_, ping_, pong_, out_;
+  AlignedVector<Scalar> packed_;  // every part starts on a cache line
+  AlignedVector<Scalar> work_;
+  std::vector<Scalar> h_prev_, ping_, pong_, out_;
+  std::uint64_t calls_ = 0;  // kernel calls per layer so far: their parity picks the panel order
 };
 
 }  // namespace gatecell

@@ -1,17 +1,25 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// The fused single-step kernel: one time step of one layer (direction) for one sequence, as
-// one matrix-vector product of [x_t, h_prev] with weights packed once, followed on the spot by
-// the gate math. Used by Stream (every step) and by batch-1 sequence inference (network.cpp).
+// The single-step kernel: one time step of one layer (direction) for one sequence, as one
+// matrix-vector product of [x_t, h_prev] with weights packed once into panels of gate rows,
+// then the gate math over all units. Used by Stream (every step) and by batch-1 sequence inference (network.cpp).
 
 #include <vector>
 
 #include "detail/direction.hpp"
+#include "gatecell/aligned.hpp"
 
 namespace gatecell::detail {
 
-// Hidden units per block: one AVX register of floats. Every block's weights are contiguous.
-constexpr index_t kStepLanes = 8;
+// Gate rows per panel: eight AVX registers of floats. A panel's weights are one contiguous
+// stream, [K, kStepPanel], so its outputs are sums of scaled columns, vectorised along the rows.
+constexpr index_t kStepPanel = 64;
+
+// A run of gate rows (torch order) computed by one pass over its panels, from x, h_prev or both.
+struct RowGroup {
+  index_t rows;
+  bool from_x, from_h;
+};
 
 // Which cell a packed weight buffer holds; the packed layout follows from it alone.
 struct CellShape {
@@ -19,39 +27,59 @@ struct CellShape {
   bool linear_before_reset;  // GRU only
   index_t in, H, P;          // input width, hidden size, output width (P < H: LSTM projection)
 
-  // Gate blocks fed by x and by h_prev: G, except the original GRU, whose candidate's
-  // recurrent product waits for r (a separate matrix-vector product after the blocks).
-  index_t slots_x() const { return kind == CellKind::lstm ? 4 : kind == CellKind::gru ? 3 : 1; }
-  index_t slots_h() const { return kind == CellKind::gru && !linear_before_reset ? 2 : slots_x(); }
-  index_t blocks() const { return (H + kStepLanes - 1) / kStepLanes; }
-  // One block: w_x [in, slots_x, 8], w_h [P, slots_h, 8], b_x [slots_x, 8], b_h [slots_h, 8].
-  index_t block_size() const { return (in * slots_x() + P * slots_h() + slots_x() + slots_h()) * kStepLanes; }
-  // All blocks, then W_hn and b_hn (original GRU) or W_hr (projection) in gemv's panel layout.
+  // The row groups, at most three: RNN and LSTM, all G*H gate rows from x and h_prev; GRU, the
+  // r and z rows from both, then x_n from x alone and (linear_before_reset) h_n from h_prev alone.
+  // The original GRU multiplies W_hn by r * h_prev after the groups (a tail matrix), as does the
+  // LSTM projection W_hr by o * tanh(c).
+  index_t group_count() const { return kind == CellKind::gru ? (linear_before_reset ? 3 : 2) : 1; }
+  RowGroup group(index_t g) const {
+    if (kind != CellKind::gru) return {(kind == CellKind::lstm ? 4 : 1) * H, true, true};
+    if (g == 0) return {2 * H, true, true};  // r, z
+    if (g == 1) return {H, true, false};     // x_n = x W_in^T + b_in
+    return {H, false, true};                 // h_n = h_prev W_hn^T + b_hn
+  }
+  // Columns of group g's panels: x's, then h_prev's.
+  index_t columns(const RowGroup& rg) const { return (rg.from_x ? in : 0) + (rg.from_h ? P : 0); }
+  // Where group g's pre-activations start in the scratch buffer (rows padded to 8).
+  index_t group_offset(index_t g) const {
+    index_t at = 0;
+    for (index_t k = 0; k < g; ++k) at += padded(group(k).rows);
+    return at;
+  }
+  // One group: its panels (see step.cpp) and two bias vectors [rows padded to 8]: the sum of its
+  // sources' biases, and b_hh alone (used when x W_ih^T + b_ih comes precomputed).
+  index_t group_size(index_t g) const {
+    const RowGroup rg = group(g);
+    return padded(rg.rows) * (columns(rg) + 2);
+  }
+  static index_t padded(index_t rows) { return (rows + 7) / 8 * 8; }
+  // All groups, then W_hn and b_hn (original GRU) or W_hr (projection) in gemv's panel layout.
   index_t packed_size() const;
   // Scratch elements cell_step needs.
-  index_t work_size() const { return 4 * blocks() * kStepLanes; }
+  index_t work_size() const;
 };
 
 // Appends the packed weights of one layer direction to `out`.
 // shape: the cell; w: torch-layout weights (biases may be null); out: grows by shape.packed_size()
 template <typename Scalar>
-void pack_cell(const CellShape& shape, const LayerWeights<Scalar>& w, std::vector<Scalar>& out);
+void pack_cell(const CellShape& shape, const LayerWeights<Scalar>& w, AlignedVector<Scalar>& out);
 
 // One time step of one sequence: (R1)-(R2), (L1)-(L5) or (G1)-(G5).
 // shape: the cell; packed: from pack_cell; x: [in] input (unused when x_gates is given);
-// x_gates: [slots_x * H] x W_ih^T + b_ih computed beforehand, or null; h_prev: [P];
-// c: in/out [H] cell state (LSTM, else unused); h: out [P], must not alias h_prev;
-// work: [work_size()] scratch
+// x_gates: [slots * H] x W_ih^T + b_ih computed beforehand (torch gate order), or null;
+// h_prev: [P]; c: in/out [H] cell state (LSTM, else unused); h: out [P], must not alias h_prev;
+// work: [work_size()] scratch; backwards: run the panels in reverse order. Successive calls on
+// the same weights should alternate it: the panels read last are still in L1 for the next call.
 template <typename Scalar>
 void cell_step(const CellShape& shape, const Scalar* packed, const Scalar* x, const Scalar* x_gates,
-               const Scalar* h_prev, Scalar* c, Scalar* h, Scalar* work);
+               const Scalar* h_prev, Scalar* c, Scalar* h, Scalar* work, bool backwards);
 
 // Elements that pack_matrix appends for a [rows, cols] matrix.
 index_t packed_matrix_size(index_t rows, index_t cols);
 
 // Appends W [rows, cols] (row-major) in gemv's panel layout to `out`.
 template <typename Scalar>
-void pack_matrix(const Scalar* w, index_t rows, index_t cols, std::vector<Scalar>& out);
+void pack_matrix(const Scalar* w, index_t rows, index_t cols, AlignedVector<Scalar>& out);
 
 // y = W x + b. w: from pack_matrix; x: [cols]; b: [rows] or null; y: out [rows] (not aliasing x)
 template <typename Scalar>
