@@ -12,9 +12,13 @@
 
 #include "detail/step.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
-#include <optional>
+#include <exception>
+#include <thread>
 #include <type_traits>
 
 #include "detail/activations.hpp"
@@ -35,9 +39,12 @@ index_t round_up(index_t n, index_t to) { return (n + to - 1) / to * to; }
 index_t padded(index_t rows) { return CellShape::padded(rows); }
 index_t panel_count(index_t rows) { return (rows + R - 1) / R; }
 index_t panel_width(index_t rows, index_t p) { return std::min(R, padded(rows) - p * R); }
-index_t panel_index(index_t rows, index_t K, index_t r, index_t k) {
-  const index_t p = r / R;
-  return p * R * K + k * panel_width(rows, p) + r % R;
+// Writes row r (n values from src) of a panelled [rows, K] matrix m, starting at column k0.
+template <typename Scalar>
+void put_row(Scalar* m, index_t rows, index_t K, index_t r, index_t k0, const Scalar* src, index_t n) {
+  const index_t p = r / R, width = panel_width(rows, p);
+  Scalar* dst = m + p * R * K + k0 * width + r % R;
+  for (index_t k = 0; k < n; ++k) dst[k * width] = src[k];
 }
 
 // Where one group sits in the packed buffer and in the scratch buffer.
@@ -304,8 +311,7 @@ void pack_matrix(const Scalar* w, index_t rows, index_t cols, AlignedVector<Scal
   const index_t offset = static_cast<index_t>(out.size());
   out.resize(offset + packed_matrix_size(rows, cols), Scalar(0));
   Scalar* dst = out.data() + offset;
-  for (index_t r = 0; r < rows; ++r)
-    for (index_t k = 0; k < cols; ++k) dst[panel_index(rows, cols, r, k)] = w[r * cols + k];
+  for (index_t r = 0; r < rows; ++r) put_row(dst, rows, cols, r, 0, w + r * cols, cols);
 }
 
 template <typename Scalar>
@@ -323,10 +329,8 @@ void pack_cell(const CellShape& s, const LayerWeights<Scalar>& w, AlignedVector<
     Scalar* bias_h = bias_all + rows;
     for (index_t r = 0; r < rg.rows; ++r) {
       const index_t row = first + r;
-      if (rg.from_x)
-        for (index_t k = 0; k < s.in; ++k) panels[panel_index(rg.rows, K, r, k)] = w.w_ih[row * s.in + k];
-      if (rg.from_h)
-        for (index_t k = 0; k < s.P; ++k) panels[panel_index(rg.rows, K, r, kx + k)] = w.w_hh[row * s.P + k];
+      if (rg.from_x) put_row(panels, rg.rows, K, r, 0, w.w_ih + row * s.in, s.in);
+      if (rg.from_h) put_row(panels, rg.rows, K, r, kx, w.w_hh + row * s.P, s.P);
       const Scalar b_x = rg.from_x && w.b_ih != nullptr ? w.b_ih[row] : Scalar(0);
       const Scalar b_h = rg.from_h && w.b_hh != nullptr ? w.b_hh[row] : Scalar(0);
       bias_all[r] = b_x + b_h;
@@ -390,33 +394,121 @@ void cell_step(const CellShape& s, const Scalar* packed, const Scalar* x, const 
   }
 }
 
+namespace {
+
+// Steps per window of the pipelined batch-1 path (below).
+constexpr index_t kPipeSteps = 32;
+
+// Spins (then yields, on a busy machine) until ready() or until the other thread failed.
+template <typename Ready>
+bool wait_until(const Ready& ready, const std::atomic<bool>& failed) {
+  for (long spins = 0; !ready(); ++spins) {
+    if (failed.load(std::memory_order_acquire)) return false;
+#ifdef GATECELL_X86_AVX2
+    _mm_pause();  // SSE2: every x86-64 CPU
+#endif
+    if (spins > 4096) std::this_thread::yield();
+  }
+  return true;
+}
+
+// The steps of one direction over a batch-1 sequence, with the input projections in windows of
+// kPipeSteps steps. Two threads: the second projects window w + 1 (one GEMM, x W_ih^T + b_ih)
+// while the calling thread runs the steps of window w; two buffers alternate between them.
+// Each projected row is the same whichever window holds it (gemm_rows_independent), so the
+// results equal the single-threaded path's bit for bit. One thread: project, then run, in turn.
+// run(k, x_gates): step k of the direction's order, with its projections.
+template <typename Scalar, typename Run>
+void pipelined_steps(const DirectionForward<Scalar>& a, index_t gate_rows, const Run& run) {
+  const index_t T = a.lay.steps, G = gate_rows, in = a.x.cols, windows = (T + kPipeSteps - 1) / kPipeSteps;
+  PackedMatrix<Scalar> w_ih_t;
+  w_ih_t.pack({a.w.w_ih, in, G, 1, in});
+  AlignedVector<Scalar> buffers(2 * kPipeSteps * G);
+  // Window w: steps k in [w * kPipeSteps, ...), times [t_lo, t_lo + count) in either order.
+  auto window = [&](index_t w, index_t& t_lo, index_t& count) {
+    const index_t k0 = w * kPipeSteps;
+    count = std::min(kPipeSteps, T - k0);
+    t_lo = std::min(a.step_at(k0), a.step_at(k0 + count - 1));
+  };
+  auto project = [&](index_t w) {
+    index_t t_lo, count;
+    window(w, t_lo, count);
+    Scalar* out = buffers.data() + (w % 2) * kPipeSteps * G;
+    gemm(rows_view(a.x.at(a.lay, t_lo, 0), count, in, a.x.ld), w_ih_t, out, G, false);
+    if (a.w.b_ih != nullptr)
+      for (index_t r = 0; r < count; ++r)
+        VectorMap<Scalar>(out + r * G, G).noalias() += ConstVectorMap<Scalar>(a.w.b_ih, G);
+  };
+  std::atomic<index_t> produced{0}, consumed{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+#pragma omp parallel num_threads(2)
+  {
+    const bool helper = omp_get_num_threads() == 2;
+    try {
+      if (omp_get_thread_num() == 1) {
+        for (index_t w = 0; w < windows; ++w) {
+          if (!wait_until([&] { return w - consumed.load(std::memory_order_acquire) < 2; }, failed)) break;
+          project(w);
+          produced.store(w + 1, std::memory_order_release);
+        }
+      } else {
+        for (index_t w = 0; w < windows; ++w) {
+          if (!helper) project(w);
+          if (!wait_until([&] { return produced.load(std::memory_order_acquire) > w || !helper; }, failed)) break;
+          index_t t_lo, count;
+          window(w, t_lo, count);
+          const Scalar* gates = buffers.data() + (w % 2) * kPipeSteps * G;
+          for (index_t k = w * kPipeSteps; k < w * kPipeSteps + count; ++k) run(k, gates + (a.step_at(k) - t_lo) * G);
+          consumed.store(w + 1, std::memory_order_release);
+        }
+      }
+    } catch (...) {
+#pragma omp critical(gatecell_pipeline_error)
+      if (!error) error = std::current_exception();
+      failed.store(true, std::memory_order_release);
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace
+
 template <typename Scalar>
 void step_direction_forward(const DirectionForward<Scalar>& a) {
   const NetworkConfig& config = *a.config;
   const CellShape s{config.kind, config.linear_before_reset, a.x.cols, config.hidden_size, config.output_size()};
+  const index_t gate_rows = (config.kind == CellKind::lstm ? 4 : config.kind == CellKind::gru ? 3 : 1) * s.H;
   AlignedVector<Scalar> packed, work(s.work_size());
   std::vector<Scalar> h0, c;
   pack_cell(s, a.w, packed);
   load_state(a.h0, s.P, h0);
   load_state(a.c0, s.H, c);
-  std::optional<GateWindow<Scalar>> gates;
-  if (s.in >= kWindowInput) gates.emplace(a, (config.kind == CellKind::lstm ? 4 : config.kind == CellKind::gru ? 3 : 1) * s.H, nullptr);
-  const index_t length = a.lengths != nullptr ? a.lengths[0] : a.lay.steps;
+  const index_t T = a.lay.steps, length = a.lengths != nullptr ? a.lengths[0] : T;
   const Scalar* h_prev = h0.data();
-  for (index_t k = 0; k < a.lay.steps; ++k) {
+  // Step k of the direction's order; x_gates: its x W_ih^T + b_ih, or null (x rides along).
+  auto run = [&](index_t k, const Scalar* x_gates) {
     const index_t t = a.step_at(k);
     Scalar* y = a.y.at(a.lay, t, 0);
     if (t >= length) {  // past the sequence's end: output zero, state unchanged
       std::fill(y, y + s.P, Scalar(0));
-      continue;
-    }
-    const Scalar* x_gates = nullptr;
-    if (gates) {
-      gates->prepare(t);
-      x_gates = gates->at(t, 0);
+      return;
     }
     cell_step(s, packed.data(), a.x.at(a.lay, t, 0), x_gates, h_prev, c.data(), y, work.data(), (k & 1) != 0);
     h_prev = y;  // this step's output row is the next step's h_prev
+  };
+  if (s.in < kWindowInput) {
+    for (index_t k = 0; k < T; ++k) run(k, nullptr);
+  } else if (T >= 2 * kPipeSteps && omp_get_max_threads() >= 2 && !omp_in_parallel() &&
+             gemm_rows_independent<Scalar>()) {
+    pipelined_steps(a, gate_rows, run);
+  } else {
+    GateWindow<Scalar> gates(a, gate_rows, nullptr);
+    for (index_t k = 0; k < T; ++k) {
+      const index_t t = a.step_at(k);
+      if (t < length) gates.prepare(t);
+      run(k, t < length ? gates.at(t, 0) : nullptr);
+    }
   }
   std::copy(h_prev, h_prev + s.P, a.h_n);
   if (a.c_n != nullptr) std::copy(c.begin(), c.end(), a.c_n);

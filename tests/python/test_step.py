@@ -135,3 +135,48 @@ def test_portable_path_agrees(tmp_path):
              "for i in range(len(test_step.GRID)): test_step.test_batch1_matches_batched(i)\n"
              "for i in test_step.UNI: test_step.test_stream_matches_sequence(i)").format(str(HERE))
     subprocess.run([sys.executable, "-c", check], check=True, env=env, cwd=HERE)
+
+
+# Long batch-1 sequences with inputs of at least 48 take the pipelined path at 2 threads: a second
+# thread projects the inputs of the next window of 32 steps while the first runs the current one.
+PIPE = list(itertools.product(range(len(KINDS)), [64, 100, 250], [(1, False), (2, True)], [np.float32, np.float64]))
+
+
+@pytest.mark.parametrize("case", PIPE, ids=lambda c: f"{KINDS[c[0]][0]}{c[0]}-T{c[1]}-L{c[2][0]}{'-bi' if c[2][1] else ''}-"
+                                                    f"{np.dtype(c[3]).name}")
+def test_pipelined_batch1(case):
+    """Bitwise equal at 1 and 2 threads, and equal to the batched kernels, across window ends and
+    sequence lengths that stop inside a window."""
+    k, T, (layers, bidir), dtype = case
+    kind, extra = KINDS[k]
+    batch_first = T == 100
+    m = getattr(gc, kind)(64, 24, num_layers=layers, bidirectional=bidir, batch_first=batch_first, dtype=dtype,
+                          seed=T + k, **extra).eval()
+    rng = np.random.default_rng(T * 7 + k)
+    shape = (2, T, 64) if batch_first else (T, 2, 64)
+    x = rng.standard_normal(shape).astype(dtype)
+    lengths = np.array([T, T - 37])
+    batched = m(x, None, lengths)
+    threads = gc.get_num_threads()
+    try:
+        for n in range(2):
+            xn = x[n:n + 1] if batch_first else x[:, n:n + 1]
+            runs = []
+            for t in (1, 2):
+                gc.set_num_threads(t)
+                runs.append(m(xn, None, lengths[n:n + 1]))
+            for one, two in zip(_flatten(runs[0]), _flatten(runs[1])):
+                np.testing.assert_array_equal(one, two)
+            whole = [batched[0][n:n + 1] if batch_first else batched[0][:, n:n + 1]]
+            whole += [s[:, n:n + 1] for s in _flatten(batched[1:])]
+            for j, (expected, actual) in enumerate(zip(whole, _flatten(runs[1]))):
+                assert_close(f"row {n} array {j}", actual, expected, dtype)
+    finally:
+        gc.set_num_threads(threads)
+
+
+def _flatten(arrays):
+    out = []
+    for a in arrays:
+        out.extend(_flatten(a) if isinstance(a, (tuple, list)) else [a])
+    return out
