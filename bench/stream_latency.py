@@ -2,7 +2,11 @@
 """Streaming latency: one time step at batch 1 (float32), LSTM and GRU, H = 16..128, I = 1 and 16.
 
 Compares, in ns per step:
-  gatecell C++      Stream::step in a C++ binary built against the installed package (bench/cpp)
+  gatecell C++      Stream::step in a C++ binary built against the installed package (bench/cpp):
+                    the median and the fastest run, beside two floors measured on the same core —
+                    `read`, one pass over the weights' bytes (each weight is used once per step, so
+                    a step cannot be faster once they outgrow L1) and `arith`, the multiply-adds at
+                    the core's peak FMA rate
   gatecell Python   gc.Stream(...).step(x, out=y) and .step(x) (a new output array per call)
   onnxruntime       an ONNX LSTM/GRU node run once per step, the state fed back as inputs
   torch cell        torch.nn.LSTMCell / GRUCell called once per step under no_grad
@@ -62,8 +66,8 @@ def cpp_latencies(repeats: int) -> dict:
     shutil.rmtree(build, ignore_errors=True)
     result = {}
     for line in out.splitlines():
-        kind, h, i, ns = line.split()
-        result[(kind, int(h), int(i))] = float(ns)
+        kind, h, i, *figures = line.split()
+        result[(kind, int(h), int(i))] = [float(v) for v in figures]  # median, min, read, arith
     return result
 
 
@@ -151,18 +155,18 @@ def main() -> None:
     steps = 2000 if args.quick else 10000
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     cpp = cpp_latencies(args.repeats)
-    print(f"{'kind':<5} {'H':>4} {'I':>3} {'C++':>9} {'Py(out=)':>9} {'Py':>9} {'Py-C++':>8} {'ORT':>9} {'torch':>9}"
-          "   (ns per step, batch 1, float32)")
+    print(f"{'kind':<5} {'H':>4} {'I':>3} {'C++':>9} {'C++ min':>9} {'read':>7} {'arith':>7} {'Py(out=)':>9} {'Py':>9}"
+          f" {'Py-C++':>8} {'ORT':>9} {'torch':>9}   (ns per step, batch 1, float32)")
     for kind in KINDS:
         for I in INPUTS:
             for H in SIZES:
-                c = cpp.get((kind, H, I), float("nan"))
+                c, c_min, read, arith = cpp.get((kind, H, I), [float("nan")] * 4)
                 p_out, p_new = python_stream(kind, H, I, steps, args.repeats)
                 o = onnx_step(kind, H, I, steps, args.repeats)
                 t = torch_cell(kind, H, I, steps, args.repeats)
                 fmt = lambda v: f"{v:9.0f}" if v is not None else f"{'n/a':>9}"
-                print(f"{kind:<5} {H:>4} {I:>3} {c:9.0f} {p_out:9.0f} {p_new:9.0f} {p_out - c:8.0f} {fmt(o)} {fmt(t)}",
-                      flush=True)
+                print(f"{kind:<5} {H:>4} {I:>3} {c:9.0f} {c_min:9.0f} {read:7.0f} {arith:7.0f} {p_out:9.0f} {p_new:9.0f}"
+                      f" {p_out - c:8.0f} {fmt(o)} {fmt(t)}", flush=True)
 
 
 if __name__ == "__main__":
