@@ -412,53 +412,61 @@ bool wait_until(const Ready& ready, const std::atomic<bool>& failed) {
   return true;
 }
 
-// The steps of one direction over a batch-1 sequence, with the input projections in windows of
-// kPipeSteps steps. Two threads: the second projects window w + 1 (one GEMM, x W_ih^T + b_ih)
-// while the calling thread runs the steps of window w; two buffers alternate between them.
-// Each projected row is the same whichever window holds it (gemm_rows_independent), so the
-// results equal the single-threaded path's bit for bit. One thread: project, then run, in turn.
+// The steps of one direction over a batch-1 sequence, with the input projections (one GEMM per
+// window of kPipeSteps steps: x W_ih^T + b_ih) made ahead by a second thread into two
+// alternating buffers while the calling thread runs the steps. The calling thread never waits:
+// a window the helper has not delivered yet (at the start, or when the helper is descheduled on a
+// busy machine) it projects itself into a buffer of its own. Each projected row is the same
+// whoever computes it and in whichever window (gemm_rows_independent), so the results equal the
+// single-threaded path's bit for bit.
 // run(k, x_gates): step k of the direction's order, with its projections.
 template <typename Scalar, typename Run>
 void pipelined_steps(const DirectionForward<Scalar>& a, index_t gate_rows, const Run& run) {
   const index_t T = a.lay.steps, G = gate_rows, in = a.x.cols, windows = (T + kPipeSteps - 1) / kPipeSteps;
+  const index_t span = kPipeSteps * G;
   PackedMatrix<Scalar> w_ih_t;
   w_ih_t.pack({a.w.w_ih, in, G, 1, in});
-  AlignedVector<Scalar> buffers(2 * kPipeSteps * G);
+  AlignedVector<Scalar> buffers(3 * span);  // two for the helper, one for the calling thread
   // Window w: steps k in [w * kPipeSteps, ...), times [t_lo, t_lo + count) in either order.
   auto window = [&](index_t w, index_t& t_lo, index_t& count) {
     const index_t k0 = w * kPipeSteps;
     count = std::min(kPipeSteps, T - k0);
     t_lo = std::min(a.step_at(k0), a.step_at(k0 + count - 1));
   };
-  auto project = [&](index_t w) {
+  auto project = [&](index_t w, Scalar* out) {
     index_t t_lo, count;
     window(w, t_lo, count);
-    Scalar* out = buffers.data() + (w % 2) * kPipeSteps * G;
     gemm(rows_view(a.x.at(a.lay, t_lo, 0), count, in, a.x.ld), w_ih_t, out, G, false);
     if (a.w.b_ih != nullptr)
       for (index_t r = 0; r < count; ++r)
         VectorMap<Scalar>(out + r * G, G).noalias() += ConstVectorMap<Scalar>(a.w.b_ih, G);
   };
-  std::atomic<index_t> produced{0}, consumed{0};
+  std::atomic<index_t> consumed{0};        // windows the calling thread has finished
+  std::atomic<index_t> holds[2] = {-1, -1};  // which window each helper buffer holds
   std::atomic<bool> failed{false};
   std::exception_ptr error;
 #pragma omp parallel num_threads(2)
   {
-    const bool helper = omp_get_num_threads() == 2;
     try {
       if (omp_get_thread_num() == 1) {
-        for (index_t w = 0; w < windows; ++w) {
-          if (!wait_until([&] { return w - consumed.load(std::memory_order_acquire) < 2; }, failed)) break;
-          project(w);
-          produced.store(w + 1, std::memory_order_release);
+        for (index_t w = 1; w < windows; ++w) {
+          // Buffer w % 2 held window w - 2: free once the calling thread is past it. Windows
+          // the calling thread has reached already are skipped.
+          if (!wait_until([&] { return consumed.load(std::memory_order_acquire) >= w - 1; }, failed)) break;
+          w = std::max(w, consumed.load(std::memory_order_acquire) + 1);
+          if (w >= windows) break;
+          project(w, buffers.data() + (w % 2) * span);
+          holds[w % 2].store(w, std::memory_order_release);
         }
       } else {
         for (index_t w = 0; w < windows; ++w) {
-          if (!helper) project(w);
-          if (!wait_until([&] { return produced.load(std::memory_order_acquire) > w || !helper; }, failed)) break;
+          const Scalar* gates = buffers.data() + (w % 2) * span;
+          if (holds[w % 2].load(std::memory_order_acquire) != w) {
+            project(w, buffers.data() + 2 * span);
+            gates = buffers.data() + 2 * span;
+          }
           index_t t_lo, count;
           window(w, t_lo, count);
-          const Scalar* gates = buffers.data() + (w % 2) * kPipeSteps * G;
           for (index_t k = w * kPipeSteps; k < w * kPipeSteps + count; ++k) run(k, gates + (a.step_at(k) - t_lo) * G);
           consumed.store(w + 1, std::memory_order_release);
         }
