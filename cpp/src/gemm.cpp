@@ -128,17 +128,39 @@ GATECELL_TARGET_AVX2 inline void row_kernel(index_t kc, const float* a, index_t 
   store_row(c + 3 * kPanel, c6, c7, kPanel, load_c);
 }
 
-// Copies A[m0:m1, k0:k0+kc] into groups of 6 rows, k-major ([group][k][6], zero-padded): the
-// micro-kernel then reads A contiguously whatever its strides (a transposed A, as in the weight
-// gradients, would otherwise touch one cache line per k, 4 KiB apart).
+// The rows [0, rows) of a block cut into ceil(rows / 6) groups as even as possible, each one call
+// of the micro-kernel: 32 rows run as 6 6 5 5 5 5, not 6 6 6 6 6 2, whose last call would keep
+// only four FMA chains in flight (latency-bound) for a third of a full call's work.
+struct RowGroups {
+  index_t count, base, extra;  // extra groups of base + 1 rows first, then groups of base rows
+  explicit RowGroups(index_t rows)
+      : count((rows + 5) / 6), base(count > 0 ? rows / count : 0), extra(count > 0 ? rows % count : 0) {}
+  index_t start(index_t g) const { return g * base + std::min(g, extra); }
+  index_t size(index_t g) const { return base + (g < extra ? 1 : 0); }
+};
+
+// Copies A[m0:m1, k0:k0+kc] group by group (RowGroups), each k-major ([k][rows of the group]):
+// the micro-kernel then reads A contiguously whatever its strides (a transposed A, as in the
+// weight gradients, would otherwise touch one cache line per k, 4 KiB apart).
+template <int MR>
+void pack_group(const float* src, index_t rs, index_t cs, index_t kc, float* dst) {
+  for (index_t k = 0; k < kc; ++k)
+    for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[k * cs + i * rs];
+}
+
 void pack_a(const MatView<float>& a, index_t m0, index_t m1, index_t k0, index_t kc, float* out) {
-  for (index_t g = m0; g < m1; g += 6) {
-    const index_t rows = std::min<index_t>(6, m1 - g);
-    for (index_t k = 0; k < kc; ++k) {
-      const float* src = a.data + g * a.rs + (k0 + k) * a.cs;
-      float* dst = out + ((g - m0) * kc) + k * 6;
-      for (index_t i = 0; i < rows; ++i) dst[i] = src[i * a.rs];
-      for (index_t i = rows; i < 6; ++i) dst[i] = 0.0f;
+  const RowGroups groups(m1 - m0);
+  for (index_t g = 0; g < groups.count; ++g) {
+    const index_t first = m0 + groups.start(g);
+    const float* src = a.data + first * a.rs + k0 * a.cs;
+    float* dst = out + (first - m0) * kc;
+    switch (groups.size(g)) {
+      case 6: pack_group<6>(src, a.rs, a.cs, kc, dst); break;
+      case 5: pack_group<5>(src, a.rs, a.cs, kc, dst); break;
+      case 4: pack_group<4>(src, a.rs, a.cs, kc, dst); break;
+      case 3: pack_group<3>(src, a.rs, a.cs, kc, dst); break;
+      case 2: pack_group<2>(src, a.rs, a.cs, kc, dst); break;
+      default: pack_group<1>(src, a.rs, a.cs, kc, dst); break;
     }
   }
 }
@@ -148,30 +170,31 @@ GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index
                                      index_t k0, index_t kc, index_t m0, index_t m1, index_t p0, index_t p1,
                                      float* c, index_t ldc, bool load_c) {
   const index_t stride = K * kPanel;
-  auto a_row = [&](index_t m) { return ap + ((m - m0) / 6) * 6 * kc + (m - m0) % 6; };
+  const RowGroups groups(m1 - m0);
   for (index_t p = p0; p < p1;) {
     const float* b = panels + p * stride + k0 * kPanel;
     const index_t width = std::min(kPanel, cols - p * kPanel);
     float* cp = c + p * kPanel;
     // One row at a time (batch 1) is a matrix-vector product: four panels at once keep eight
-    // independent FMA chains in flight instead of two.
+    // independent FMA chains in flight instead of two. Fewer than 3 rows make one group.
     if (m1 - m0 < 3 && p + 4 <= p1 && (p + 4) * kPanel <= cols) {
       for (index_t m = m0; m < m1; ++m)
-        row_kernel(kc, a_row(m), 6, b, stride, cp + m * ldc, load_c);
+        row_kernel(kc, ap + (m - m0), m1 - m0, b, stride, cp + m * ldc, load_c);
       p += 4;
       continue;
     }
-    index_t m = m0;
-    for (; m + 6 <= m1; m += 6)
-      micro_kernel<6>(kc, a_row(m), 1, 6, b, cp + m * ldc, ldc, width, load_c);
-    const float* am = a_row(m);
-    switch (m1 - m) {
-      case 5: micro_kernel<5>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
-      case 4: micro_kernel<4>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
-      case 3: micro_kernel<3>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
-      case 2: micro_kernel<2>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
-      case 1: micro_kernel<1>(kc, am, 1, 6, b, cp + m * ldc, ldc, width, load_c); break;
-      default: break;
+    for (index_t g = 0; g < groups.count; ++g) {
+      const index_t m = m0 + groups.start(g), rows = groups.size(g);
+      const float* am = ap + (m - m0) * kc;
+      float* cm = cp + m * ldc;
+      switch (rows) {
+        case 6: micro_kernel<6>(kc, am, 1, 6, b, cm, ldc, width, load_c); break;
+        case 5: micro_kernel<5>(kc, am, 1, 5, b, cm, ldc, width, load_c); break;
+        case 4: micro_kernel<4>(kc, am, 1, 4, b, cm, ldc, width, load_c); break;
+        case 3: micro_kernel<3>(kc, am, 1, 3, b, cm, ldc, width, load_c); break;
+        case 2: micro_kernel<2>(kc, am, 1, 2, b, cm, ldc, width, load_c); break;
+        default: micro_kernel<1>(kc, am, 1, 1, b, cm, ldc, width, load_c); break;
+      }
     }
     ++p;
   }
@@ -182,7 +205,7 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
   auto run = [&](index_t p0, index_t p1) {
     // Per thread, grown once and kept: the time loops call this at every step.
     thread_local std::vector<float> a_pack;
-    const std::size_t need = static_cast<std::size_t>(kRowBlock + 6) * kDepthBlock;
+    const std::size_t need = static_cast<std::size_t>(kRowBlock) * kDepthBlock;
     if (a_pack.size() < need) a_pack.resize(need);
     for (index_t k0 = 0; k0 < K || k0 == 0; k0 += kDepthBlock) {
       const index_t kc = std::min(kDepthBlock, K - k0);

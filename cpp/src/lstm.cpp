@@ -62,10 +62,8 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
           std::copy(h_prev, h_prev + P, h_next.data() + i * P);
           continue;
         }
-        Scalar* r = hp.data() + i * G;
-        if (a.w.b_hh != nullptr) VectorMap<Scalar>(r, G).noalias() += ConstVectorMap<Scalar>(a.w.b_hh, G);
         Scalar* m_out = proj ? m.data() + i * H : h_next.data() + i * P;
-        lstm_row_forward(gates.at(t, n), r, c_prev, c_out, m_out, H);  // (L2)-(L4)
+        lstm_row_forward(gates.at(t, n), hp.data() + i * G, c_prev, c_out, m_out, H, a.w.b_hh);  // (L1)-(L4)
         if (!proj) std::copy(m_out, m_out + H, y);
       }
 

@@ -40,14 +40,24 @@ GATECELL_TARGET_AVX2 index_t rnn_row_forward_avx2(float* gate, const float* hp, 
   return j;
 }
 
-GATECELL_TARGET_AVX2 index_t lstm_row_forward_avx2(float* gate, const float* hp, const float* c_prev, float* c,
-                                                  float* m, index_t H) {
+namespace {
+
+// (L1) eight pre-activations from k: x W_ih^T + b_ih, plus h_prev W_hh^T + b_hh summed first.
+GATECELL_TARGET_AVX2 inline V lstm_pre8(const float* gate, const float* hp, const float* b_hh, index_t k) {
+  const V h = b_hh != nullptr ? _mm256_add_ps(ld(hp + k), ld(b_hh + k)) : ld(hp + k);
+  return _mm256_add_ps(ld(gate + k), h);
+}
+
+}  // namespace
+
+GATECELL_TARGET_AVX2 index_t lstm_row_forward_avx2(float* gate, const float* hp, const float* b_hh,
+                                                  const float* c_prev, float* c, float* m, index_t H) {
   index_t j = 0;
   for (; j + 8 <= H; j += 8) {
-    const V i = sigmoid8(_mm256_add_ps(ld(gate + j), ld(hp + j)));  // (L2)
-    const V f = sigmoid8(_mm256_add_ps(ld(gate + H + j), ld(hp + H + j)));
-    const V g = tanh8(_mm256_add_ps(ld(gate + 2 * H + j), ld(hp + 2 * H + j)));
-    const V o = sigmoid8(_mm256_add_ps(ld(gate + 3 * H + j), ld(hp + 3 * H + j)));
+    const V i = sigmoid8(lstm_pre8(gate, hp, b_hh, j));  // (L2)
+    const V f = sigmoid8(lstm_pre8(gate, hp, b_hh, H + j));
+    const V g = tanh8(lstm_pre8(gate, hp, b_hh, 2 * H + j));
+    const V o = sigmoid8(lstm_pre8(gate, hp, b_hh, 3 * H + j));
     const V c_new = _mm256_fmadd_ps(f, ld(c_prev + j), _mm256_mul_ps(i, g));  // (L3)
     st(m + j, _mm256_mul_ps(o, tanh8(c_new)));                              // (L4)
     st(c + j, c_new);
@@ -102,7 +112,7 @@ GATECELL_TARGET_AVX2 index_t tanh_avx2(const float* x, float* y, index_t n) {
 #else
 
 index_t rnn_row_forward_avx2(float*, const float*, float*, index_t, bool) { return 0; }
-index_t lstm_row_forward_avx2(float*, const float*, const float*, float*, float*, index_t) { return 0; }
+index_t lstm_row_forward_avx2(float*, const float*, const float*, const float*, float*, float*, index_t) { return 0; }
 index_t gru_row_forward_lbr_avx2(float*, const float*, float*, float*, index_t) { return 0; }
 index_t gru_row_reset_avx2(float*, const float*, const float*, float*, index_t) { return 0; }
 index_t gru_row_forward_original_avx2(float*, const float*, float*, index_t) { return 0; }

@@ -29,20 +29,22 @@ inline void rnn_row_forward(Scalar* gate, const Scalar* hp, Scalar* h, index_t H
   }
 }
 
-// (L2)-(L4). gate: in x W_ih^T + b_ih [4H], out i f g o [4H]; hp: h_prev W_hh^T + b_hh [4H];
-// c_prev: [H]; c: out [H] (may alias c_prev); m: out o * tanh(c) [H].
+// (L2)-(L4). gate: in x W_ih^T + b_ih [4H], out i f g o [4H]; hp: h_prev W_hh^T [4H];
+// c_prev: [H]; c: out [H] (may alias c_prev); m: out o * tanh(c) [H]; b_hh: [4H] or null, added
+// to hp on the fly (a = gate + (hp + b_hh)), which saves the time loop a pass over hp per row.
 template <typename Scalar>
 inline void lstm_row_forward(Scalar* gate, const Scalar* hp, const Scalar* c_prev, Scalar* c, Scalar* m,
-                             index_t H) {
+                             index_t H, const Scalar* b_hh = nullptr) {
   index_t j = 0;
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (use_avx2()) j = lstm_row_forward_avx2(gate, hp, c_prev, c, m, H);
+    if (use_avx2()) j = lstm_row_forward_avx2(gate, hp, b_hh, c_prev, c, m, H);
   }
+  auto a = [&](index_t k) { return gate[k] + (b_hh != nullptr ? hp[k] + b_hh[k] : hp[k]); };  // (L1)
   for (; j < H; ++j) {
-    const Scalar i = sigmoid(gate[j] + hp[j]);                    // (L2)
-    const Scalar f = sigmoid(gate[H + j] + hp[H + j]);
-    const Scalar g = std::tanh(gate[2 * H + j] + hp[2 * H + j]);
-    const Scalar o = sigmoid(gate[3 * H + j] + hp[3 * H + j]);
+    const Scalar i = sigmoid(a(j));                               // (L2)
+    const Scalar f = sigmoid(a(H + j));
+    const Scalar g = std::tanh(a(2 * H + j));
+    const Scalar o = sigmoid(a(3 * H + j));
     const Scalar c_new = f * c_prev[j] + i * g;                   // (L3)
     m[j] = o * std::tanh(c_new);                                  // (L4)
     c[j] = c_new;

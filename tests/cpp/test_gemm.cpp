@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MIT
+// The kernels' GEMM (detail/gemm.hpp) against a naive product, over every row count the row
+// grouping of the micro-kernel treats differently, depths across the k blocks, partial panels,
+// transposed A, accumulation; and the property the time loops rely on: a block of A's rows gives
+// exactly (bitwise) the same rows of C as the whole A, at any thread count.
+
+#include <doctest/doctest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+#include "detail/gemm.hpp"
+
+namespace {
+
+using gatecell::index_t;
+using gatecell::detail::MatView;
+using gatecell::detail::PackedMatrix;
+
+template <typename Scalar>
+std::vector<Scalar> random_values(index_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::vector<Scalar> v(n);
+  for (auto& x : v) x = static_cast<Scalar>(u(rng));
+  return v;
+}
+
+// A [M, K], stored row-major, or column-major when transposed (as the weight gradients pass dA^T).
+template <typename Scalar>
+MatView<Scalar> a_view(const std::vector<Scalar>& data, index_t M, index_t K, bool transposed) {
+  return transposed ? MatView<Scalar>{data.data(), K, M, M, 1}.t() : MatView<Scalar>{data.data(), M, K, K, 1};
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("gemm matches a naive product for every row count, depth, width and layout", Scalar, float,
+                   double) {
+  std::mt19937 rng(7);
+  const double eps = std::is_same_v<Scalar, float> ? 1e-6 : 1e-15;
+  for (index_t K : {1, 37, 300}) {
+    for (index_t N : {5, 17, 40}) {
+      const std::vector<Scalar> b = random_values<Scalar>(K * N, rng);
+      PackedMatrix<Scalar> packed;
+      packed.pack({b.data(), K, N, N, 1});
+      for (index_t M = 1; M <= 40; ++M) {
+        for (bool transposed : {false, true}) {
+          for (bool accumulate : {false, true}) {
+            const std::vector<Scalar> a = random_values<Scalar>(M * K, rng);
+            const MatView<Scalar> av = a_view(a, M, K, transposed);
+            const index_t ldc = N + 3;  // C rows with a gap: nothing past column N may be written
+            std::vector<Scalar> c = random_values<Scalar>(M * ldc, rng);
+            const std::vector<Scalar> c0 = c;
+            gatecell::detail::gemm(av, packed, c.data(), ldc, accumulate);
+            double worst = 0.0;  // largest error over C
+            bool gap_kept = true;
+            for (index_t i = 0; i < M; ++i) {
+              for (index_t j = 0; j < N; ++j) {
+                double want = accumulate ? static_cast<double>(c0[i * ldc + j]) : 0.0;
+                for (index_t k = 0; k < K; ++k)
+                  want += static_cast<double>(av.data[i * av.rs + k * av.cs]) * static_cast<double>(b[k * N + j]);
+                worst = std::max(worst, std::abs(static_cast<double>(c[i * ldc + j]) - want));
+              }
+              for (index_t j = N; j < ldc; ++j) gap_kept = gap_kept && c[i * ldc + j] == c0[i * ldc + j];
+            }
+            INFO("M=" << M << " K=" << K << " N=" << N << " transposed=" << transposed << " accumulate=" << accumulate);
+            CHECK(worst <= 4.0 * eps * (K + 1));
+            CHECK(gap_kept);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm rows are independent of the block they come in and of the thread count (packed float)") {
+  if (!gatecell::detail::gemm_rows_independent<float>()) return;  // Eigen's order depends on the sizes
+  std::mt19937 rng(11);
+  const index_t M = 100, K = 600, N = 70;  // past the k block, several row groups and a partial panel
+  const std::vector<float> a = random_values<float>(M * K, rng), b = random_values<float>(K * N, rng);
+  PackedMatrix<float> packed;
+  packed.pack({b.data(), K, N, N, 1});
+  const int threads = omp_get_max_threads();
+  for (bool transposed : {false, true}) {
+    const MatView<float> av = a_view(a, M, K, transposed);
+    std::vector<float> whole(M * N), other(M * N);
+    omp_set_num_threads(1);
+    gatecell::detail::gemm(av, packed, whole.data(), N, false);
+    omp_set_num_threads(2);
+    gatecell::detail::gemm(av, packed, other.data(), N, false);
+    omp_set_num_threads(threads);
+    CHECK(other == whole);
+    for (index_t r0 = 0; r0 < M; r0 += 7) {
+      for (index_t rows : {1, 2, 5, 8, 13, 32}) {
+        if (r0 + rows > M) continue;
+        const MatView<float> block{av.data + r0 * av.rs, rows, K, av.rs, av.cs};
+        std::vector<float> part(rows * N);
+        gatecell::detail::gemm(block, packed, part.data(), N, false);
+        INFO("rows [" << r0 << ", " << r0 + rows << ") transposed=" << transposed);
+        CHECK(std::equal(part.begin(), part.end(), whole.begin() + r0 * N));
+      }
+    }
+  }
+}
