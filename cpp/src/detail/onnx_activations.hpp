@@ -92,20 +92,6 @@ struct Act {
     }
     if constexpr (K == A::softplus) return sigmoid(x);
   }
-
-  // y = act(x).
-  Scalar operator()(Scalar x) const {
-    Scalar y = x;
-    with_kind(kind, [&](auto k) { y = value<decltype(k)::value>(x); });
-    return y;
-  }
-
-  // d act / dx at x, given y = act(x).
-  Scalar derivative(Scalar x, Scalar y) const {
-    Scalar d = Scalar(1);
-    with_kind(kind, [&](auto k) { d = slope<decltype(k)::value>(x, y); });
-    return d;
-  }
 };
 
 // clip(a): a limited to [-bound, bound]; bound 0 means no clip.
@@ -143,11 +129,6 @@ struct CellFunctions {
     }
     bound = static_cast<Scalar>(config.clip);
   }
-
-  // A gate pre-activation as its function sees it: clipped to [-clip, clip] when clipping.
-  Scalar clip(Scalar a) const { return clip_to(a, bound); }
-  // d clip(a) / da: zero where the clip holds the value at a bound.
-  Scalar dclip(Scalar a) const { return dclip_at(a, bound); }
 };
 
 // Scalar loops over [j, n), instantiated per kind by with_kind: no switch inside the loop.
