@@ -3,7 +3,8 @@
 // forward and backward through time: any activation functions f, g, h (onnx_activations.hpp),
 // the clip of the gate pre-activations, the coupled input-forget gate and the LSTM peepholes.
 // Matrix products go through the packed GEMMs like the torch-form kernels; the pointwise math
-// is plain scalar code. clip(a) is a limited to [-clip, clip] (the identity when clip = 0).
+// runs gate block by gate block (act_row, act_gradient_row: one dispatch on the function per
+// block, vector code inside). clip(a) is a limited to [-clip, clip] (the identity when clip = 0).
 //
 // (V1) a = x W_ih^T + b_ih + h_prev W_hh^T + b_hh   (GRU: a_n as in (V5)/(V6))
 // RNN   (V2) h = f(clip(a))
@@ -91,13 +92,10 @@ void rnn_variant_forward(const DirectionForward<Scalar>& a) {
       Scalar* pre = cache != nullptr ? cache->pre.data() + a.lay.row(t, n) * H : nullptr;
       const Scalar* p = hp.data() + n * H;
       Scalar* h_row = h.data() + n * H;
-      for (index_t j = 0; j < H; ++j) {
-        const Scalar a_j = gate[j] + p[j];
-        const Scalar h_new = fn.f(fn.clip(a_j));  // (V2)
-        if (pre != nullptr) pre[j] = a_j;
-        gate[j] = h_new;
-        h_row[j] = h_new;
-      }
+      for (index_t j = 0; j < H; ++j) gate[j] += p[j];  // (V1)
+      if (pre != nullptr) std::copy(gate, gate + H, pre);
+      act_row(fn.f, fn.bound, gate, gate, H);  // (V2)
+      std::copy(gate, gate + H, h_row);
       std::copy(h_row, h_row + H, y);
     }
   }
@@ -125,10 +123,8 @@ void rnn_variant_backward(const DirectionBackward<Scalar>& a) {
       const Scalar* pre = cache.pre.data() + row * H;
       const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
       Scalar* d = da.data() + row * H;
-      for (index_t j = 0; j < H; ++j) {
-        const Scalar dh_j = dh[n * H + j] + (dy != nullptr ? dy[j] : Scalar(0));
-        d[j] = dh_j * fn.f.derivative(fn.clip(pre[j]), h[j]) * fn.dclip(pre[j]);  // (V2)
-      }
+      for (index_t j = 0; j < H; ++j) d[j] = dh[n * H + j] + (dy != nullptr ? dy[j] : Scalar(0));
+      act_gradient_row(fn.f, fn.bound, d, pre, h, d, H);  // (V2)
     }
     gemm(step_view(da.data(), H, a.lay, t), w_hh_p, dh_next.data(), H, false);  // (V1)
     for (index_t n = 0; n < N; ++n)
@@ -172,13 +168,10 @@ void gru_variant_forward(const DirectionForward<Scalar>& a) {
         Scalar* gate = gates.at(t, n);
         Scalar* pre = cache != nullptr ? cache->pre.data() + a.lay.row(t, n) * G : nullptr;
         const Scalar* p = hp.data() + n * G;
-        for (index_t j = 0; j < H; ++j) {
-          const Scalar a_r = gate[j] + p[j];
-          const Scalar r = fn.f(fn.clip(a_r));  // (V5)
-          if (pre != nullptr) pre[j] = a_r;
-          gate[j] = r;
-          rh[n * H + j] = r * h[n * H + j];  // (V6)
-        }
+        for (index_t j = 0; j < H; ++j) gate[j] += p[j];  // (V1)
+        if (pre != nullptr) std::copy(gate, gate + H, pre);
+        act_row(fn.f, fn.bound, gate, gate, H);  // (V5)
+        for (index_t j = 0; j < H; ++j) rh[n * H + j] = gate[j] * h[n * H + j];  // (V6)
       }
       // (V6) the candidate's recurrent product needs r first.
       recurrent_product(rh.data(), N, H, w_hn_t, a.w.b_hh != nullptr ? a.w.b_hh + 2 * H : nullptr,
@@ -198,28 +191,22 @@ void gru_variant_forward(const DirectionForward<Scalar>& a) {
       Scalar* hn = cache != nullptr && lbr ? cache->hn.data() + row * H : nullptr;
       const Scalar* p = hp.data() + n * G;
       Scalar* h_row = h.data() + n * H;
-      for (index_t j = 0; j < H; ++j) {
-        Scalar r;
-        if (lbr) {
-          const Scalar a_r = gate[j] + p[j];
-          r = fn.f(fn.clip(a_r));  // (V5)
-          if (pre != nullptr) pre[j] = a_r;
-          if (hn != nullptr) hn[j] = p[2 * H + j];
-        } else {
-          r = gate[j];  // computed above
-        }
-        const Scalar a_z = gate[H + j] + p[H + j];
-        const Scalar a_n = gate[2 * H + j] + (lbr ? r * p[2 * H + j] : p[2 * H + j]);  // (V5), (V6)
-        const Scalar z = fn.f(fn.clip(a_z)), n_ = fn.g(fn.clip(a_n));
-        h_row[j] = (Scalar(1) - z) * n_ + z * h_row[j];  // (V7)
-        if (pre != nullptr) {
-          pre[H + j] = a_z;
-          pre[2 * H + j] = a_n;
-        }
-        gate[j] = r;
-        gate[H + j] = z;
-        gate[2 * H + j] = n_;
+      // (V1), (V5): r (unless the original form computed it above) and z, one block of f
+      const index_t first = lbr ? 0 : H;
+      for (index_t j = first; j < 2 * H; ++j) gate[j] += p[j];
+      if (pre != nullptr) std::copy(gate + first, gate + 2 * H, pre + first);
+      act_row(fn.f, fn.bound, gate + first, gate + first, 2 * H - first);
+      if (hn != nullptr) std::copy(p + 2 * H, p + 3 * H, hn);
+      Scalar* n_ = gate + 2 * H;
+      if (lbr) {
+        for (index_t j = 0; j < H; ++j) n_[j] += gate[j] * p[2 * H + j];  // (V5)
+      } else {
+        for (index_t j = 0; j < H; ++j) n_[j] += p[2 * H + j];  // (V6)
       }
+      if (pre != nullptr) std::copy(n_, n_ + H, pre + 2 * H);
+      act_row(fn.g, fn.bound, n_, n_, H);
+      const Scalar* z = gate + H;
+      for (index_t j = 0; j < H; ++j) h_row[j] = (Scalar(1) - z[j]) * n_[j] + z[j] * h_row[j];  // (V7)
       std::copy(h_row, h_row + H, y);
     }
   }
@@ -254,23 +241,21 @@ void gru_variant_backward(const DirectionBackward<Scalar>& a) {
       const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
       Scalar* d = da.data() + row * G;
       for (index_t j = 0; j < H; ++j) {
-        const Scalar r = gate[j], z = gate[H + j], n_ = gate[2 * H + j];
+        const Scalar z = gate[H + j], n_ = gate[2 * H + j];
         const Scalar dh_j = dh[n * H + j] + (dy != nullptr ? dy[j] : Scalar(0));
-        const Scalar dn = dh_j * (Scalar(1) - z);  // (V7)
-        const Scalar dz = dh_j * (h_prev[j] - n_);
+        d[2 * H + j] = dh_j * (Scalar(1) - z);  // (V7): dn, then dz
+        d[H + j] = dh_j * (h_prev[j] - n_);
         dh_direct[n * H + j] = dh_j * z;
-        const Scalar a_z = pre[H + j], a_n = pre[2 * H + j];
-        const Scalar da_n = dn * fn.g.derivative(fn.clip(a_n), n_) * fn.dclip(a_n);  // (V5), (V6)
-        d[H + j] = dz * fn.f.derivative(fn.clip(a_z), z) * fn.dclip(a_z);
-        d[2 * H + j] = da_n;
-        if (lbr) {
-          const Scalar a_r = pre[j], dr = da_n * cache.hn[row * H + j];  // (V5)
-          d[j] = dr * fn.f.derivative(fn.clip(a_r), r) * fn.dclip(a_r);
-          Scalar* d_h = da_h.data() + row * G;
-          d_h[j] = d[j];
-          d_h[H + j] = d[H + j];
-          d_h[2 * H + j] = da_n * r;
-        }
+      }
+      act_gradient_row(fn.g, fn.bound, d + 2 * H, pre + 2 * H, gate + 2 * H, d + 2 * H, H);  // (V5), (V6)
+      act_gradient_row(fn.f, fn.bound, d + H, pre + H, gate + H, d + H, H);
+      if (lbr) {
+        const Scalar* hn = cache.hn.data() + row * H;
+        for (index_t j = 0; j < H; ++j) d[j] = d[2 * H + j] * hn[j];  // (V5): dr
+        act_gradient_row(fn.f, fn.bound, d, pre, gate, d, H);
+        Scalar* d_h = da_h.data() + row * G;
+        std::copy(d, d + 2 * H, d_h);
+        for (index_t j = 0; j < H; ++j) d_h[2 * H + j] = d[2 * H + j] * gate[j];
       }
     }
     if (lbr) {
@@ -285,12 +270,13 @@ void gru_variant_backward(const DirectionBackward<Scalar>& a) {
         const index_t row = a.lay.row(t, n);
         const Scalar* h_prev = cache.h_prev.data() + row * H;
         const Scalar* pre = cache.pre.data() + row * G;
+        const Scalar* r = cache.gates.data() + row * G;
         Scalar* d = da.data() + row * G;
         for (index_t j = 0; j < H; ++j) {
-          const Scalar r = cache.gates[row * G + j], drh_j = drh[n * H + j];
-          d[j] = drh_j * h_prev[j] * fn.f.derivative(fn.clip(pre[j]), r) * fn.dclip(pre[j]);  // (V5)
-          dh_direct[n * H + j] += drh_j * r;
+          d[j] = drh[n * H + j] * h_prev[j];
+          dh_direct[n * H + j] += drh[n * H + j] * r[j];
         }
+        act_gradient_row(fn.f, fn.bound, d, pre, r, d, H);  // (V5)
       }
       gemm(MatView<Scalar>{da_t.data, N, 2 * H, da_t.rs, 1}, w_hh_p, dh_next.data(), H, false);
     }
@@ -363,34 +349,29 @@ void lstm_variant_forward(const DirectionForward<Scalar>& a) {
       Scalar* pre = cache != nullptr ? cache->pre.data() + a.lay.row(t, n) * G : nullptr;
       const Scalar* p = hp.data() + n * G;
       Scalar* m_out = proj ? m.data() + n * H : h_next.data() + n * P;
-      for (index_t j = 0; j < H; ++j) {
-        const Scalar cp = c_prev[j];
-        Scalar a_i = gate[j] + p[j], a_f = gate[H + j] + p[H + j];
-        const Scalar a_g = gate[2 * H + j] + p[2 * H + j];
-        Scalar a_o = gate[3 * H + j] + p[3 * H + j];
-        if (peep != nullptr) {
-          a_i += peep[j] * cp;
-          a_f += peep[H + j] * cp;
-        }
-        const Scalar i = fn.f(fn.clip(a_i));  // (V3)
-        const Scalar f = coupled ? Scalar(1) - i : fn.f(fn.clip(a_f));
-        const Scalar g = fn.g(fn.clip(a_g));
-        const Scalar c_new = f * cp + i * g;
-        if (peep != nullptr) a_o += peep[2 * H + j] * c_new;
-        const Scalar o = fn.f(fn.clip(a_o));  // (V4)
-        m_out[j] = o * fn.h(c_new);
-        c_out[j] = c_new;
-        gate[j] = i;
-        gate[H + j] = f;
-        gate[2 * H + j] = g;
-        gate[3 * H + j] = o;
-        if (pre != nullptr) {
-          pre[j] = a_i;
-          pre[H + j] = a_f;
-          pre[2 * H + j] = a_g;
-          pre[3 * H + j] = a_o;
+      Scalar *i = gate, *f = gate + H, *g = gate + 2 * H, *o = gate + 3 * H;
+      for (index_t j = 0; j < G; ++j) gate[j] += p[j];  // (V1)
+      if (peep != nullptr) {
+        for (index_t j = 0; j < H; ++j) {
+          i[j] += peep[j] * c_prev[j];
+          f[j] += peep[H + j] * c_prev[j];
         }
       }
+      if (pre != nullptr) std::copy(gate, gate + 3 * H, pre);
+      // (V3): i and f are one block of f unless f = 1 - i
+      act_row(fn.f, fn.bound, i, i, coupled ? H : 2 * H);
+      if (coupled) {
+        for (index_t j = 0; j < H; ++j) f[j] = Scalar(1) - i[j];
+      }
+      act_row(fn.g, fn.bound, g, g, H);
+      for (index_t j = 0; j < H; ++j) c_out[j] = f[j] * c_prev[j] + i[j] * g[j];
+      if (peep != nullptr) {
+        for (index_t j = 0; j < H; ++j) o[j] += peep[2 * H + j] * c_out[j];
+      }
+      if (pre != nullptr) std::copy(o, o + H, pre + 3 * H);
+      act_row(fn.f, fn.bound, o, o, H);  // (V4)
+      act_row(fn.h, Scalar(0), c_out, m_out, H);
+      for (index_t j = 0; j < H; ++j) m_out[j] *= o[j];
       if (!proj) std::copy(m_out, m_out + H, y);
     }
     if (proj) {
@@ -425,6 +406,7 @@ void lstm_variant_backward(const DirectionBackward<Scalar>& a) {
   const LayerCache<Scalar>& cache = *a.cache;
   std::vector<Scalar> da(rows * G, Scalar(0)), dh_seq(proj ? rows * P : 0, Scalar(0));
   std::vector<Scalar> dh, dc, dh_next(N * P), dm(proj ? N * H : 0);
+  std::vector<Scalar> work(N * 3 * H);  // per batch row: h(c), the gradient of m, the gradient of c
   load_state(a.dh_n, N * P, dh);
   load_state(a.dc_n, N * H, dc);
   PackedMatrix<Scalar> w_hh_p, w_hr_p;
@@ -459,28 +441,31 @@ void lstm_variant_backward(const DirectionBackward<Scalar>& a) {
       const Scalar* dm_row = proj ? dm.data() + n * H : dh.data() + n * P;
       Scalar* dc_row = dc.data() + n * H;
       Scalar* d = da.data() + row * G;
+      const Scalar *i = gate, *f = gate + H, *g = gate + 2 * H, *o = gate + 3 * H;
+      Scalar *hc = work.data() + n * 3 * H, *dm_j = hc + H, *dc_j = hc + 2 * H;
+      for (index_t j = 0; j < H; ++j) dm_j[j] = dm_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
+      act_row(fn.h, Scalar(0), c, hc, H);
+      for (index_t j = 0; j < H; ++j) d[3 * H + j] = dm_j[j] * hc[j];  // (V4): da_o
+      act_gradient_row(fn.f, fn.bound, d + 3 * H, pre + 3 * H, o, d + 3 * H, H);
+      for (index_t j = 0; j < H; ++j) dc_j[j] = dm_j[j] * o[j];
+      act_gradient_row(fn.h, Scalar(0), dc_j, c, hc, dc_j, H);
+      for (index_t j = 0; j < H; ++j) dc_j[j] += dc_row[j];
+      if (peep != nullptr) {
+        for (index_t j = 0; j < H; ++j) dc_j[j] += d[3 * H + j] * peep[2 * H + j];
+      }
+      if (a.record_dc != nullptr) std::copy(dc_j, dc_j + H, a.record_dc + row * H);
       for (index_t j = 0; j < H; ++j) {
-        const Scalar i = gate[j], f = gate[H + j], g = gate[2 * H + j], o = gate[3 * H + j];
-        const Scalar a_i = pre[j], a_f = pre[H + j], a_g = pre[2 * H + j], a_o = pre[3 * H + j];
-        const Scalar dm_j = dm_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
-        const Scalar hc = fn.h(c[j]);
-        const Scalar da_o = dm_j * hc * fn.f.derivative(fn.clip(a_o), o) * fn.dclip(a_o);  // (V4)
-        Scalar dc_j = dc_row[j] + dm_j * o * fn.h.derivative(c[j], hc);
-        if (peep != nullptr) dc_j += da_o * peep[2 * H + j];
-        if (a.record_dc != nullptr) a.record_dc[row * H + j] = dc_j;
-        Scalar di = dc_j * g;  // (V3)
-        const Scalar df = dc_j * c_prev[j], dg = dc_j * i;
-        Scalar da_f = Scalar(0);
-        if (coupled) di -= df;  // f = 1 - i
-        else da_f = df * fn.f.derivative(fn.clip(a_f), f) * fn.dclip(a_f);
-        const Scalar da_i = di * fn.f.derivative(fn.clip(a_i), i) * fn.dclip(a_i);
-        Scalar dc_prev = dc_j * f;
-        if (peep != nullptr) dc_prev += da_i * peep[j] + da_f * peep[H + j];
+        const Scalar df = dc_j[j] * c_prev[j];  // (V3)
+        d[j] = coupled ? dc_j[j] * g[j] - df : dc_j[j] * g[j];  // f = 1 - i when coupled
+        d[H + j] = coupled ? Scalar(0) : df;
+        d[2 * H + j] = dc_j[j] * i[j];
+      }
+      act_gradient_row(fn.f, fn.bound, d, pre, i, d, coupled ? H : 2 * H);
+      act_gradient_row(fn.g, fn.bound, d + 2 * H, pre + 2 * H, g, d + 2 * H, H);
+      for (index_t j = 0; j < H; ++j) {
+        Scalar dc_prev = dc_j[j] * f[j];
+        if (peep != nullptr) dc_prev += d[j] * peep[j] + d[H + j] * peep[H + j];
         dc_row[j] = dc_prev;
-        d[j] = da_i;
-        d[H + j] = da_f;
-        d[2 * H + j] = dg * fn.g.derivative(fn.clip(a_g), g) * fn.dclip(a_g);
-        d[3 * H + j] = da_o;
       }
     }
     // (V1) dh_prev = da W_hh; sequences already finished keep carrying dh unchanged.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gatecell/gatecell.hpp"
+#include "naive_cell.hpp"
 
 using gatecell::CellKind;
 using gatecell::index_t;
@@ -77,14 +78,24 @@ std::vector<LayerWeights<double>> weights_of(Net& net) {
   return w;
 }
 
-double sigmoid(double a) { return 1.0 / (1.0 + std::exp(-a)); }
+// The layer's parameters as naive_step reads them.
+struct ParamsView {
+  const Params& p;
+  index_t in, P, H;
+  double w_ih(index_t r, index_t k) const { return p.w_ih[r * in + k]; }
+  double w_hh(index_t r, index_t k) const { return p.w_hh[r * P + k]; }
+  double b_ih(index_t r) const { return p.b_ih.empty() ? 0.0 : p.b_ih[r]; }
+  double b_hh(index_t r) const { return p.b_hh.empty() ? 0.0 : p.b_hh[r]; }
+  double w_hr(index_t q, index_t j) const { return p.w_hr[q * H + j]; }
+};
 
-// One direction of one layer, one element and step at a time (the equations of rnn/lstm/gru.cpp).
+// One direction of one layer, one sequence and step at a time (naive_cell.hpp).
 void naive_direction(const NetworkConfig& c, const Params& p, const std::vector<double>& in, index_t in_size,
                      index_t T, index_t N, bool bf, const index_t* lengths, bool reverse, const double* h0,
                      const double* c0, std::vector<double>& out, index_t out_width, index_t col0, double* h_n,
                      double* c_n) {
-  const index_t H = c.hidden_size, P = c.output_size(), G = c.gates() * H;
+  const index_t H = c.hidden_size, P = c.output_size();
+  const ParamsView view{p, in_size, P, H};
   auto row = [&](index_t t, index_t n) { return bf ? n * T + t : t * N + n; };
   for (index_t n = 0; n < N; ++n) {
     std::vector<double> h(h0 ? h0 + n * P : nullptr, h0 ? h0 + (n + 1) * P : nullptr);
@@ -96,51 +107,7 @@ void naive_direction(const NetworkConfig& c, const Params& p, const std::vector<
     for (index_t k = 0; k < len; ++k) {
       const index_t t = reverse ? len - 1 - k : k;
       const double* x = in.data() + row(t, n) * in_size;
-      std::vector<double> ax(G, 0.0), ah(G, 0.0);
-      for (index_t g = 0; g < G; ++g) {
-        ax[g] = c.bias ? p.b_ih[g] : 0.0;
-        ah[g] = c.bias ? p.b_hh[g] : 0.0;
-        for (index_t i = 0; i < in_size; ++i) ax[g] += p.w_ih[g * in_size + i] * x[i];
-        for (index_t i = 0; i < P; ++i) ah[g] += p.w_hh[g * P + i] * h[i];
-      }
-      std::vector<double> hn(P);
-      if (c.kind == CellKind::rnn_tanh || c.kind == CellKind::rnn_relu) {
-        for (index_t j = 0; j < H; ++j) {
-          const double a = ax[j] + ah[j];
-          hn[j] = c.kind == CellKind::rnn_tanh ? std::tanh(a) : (a > 0 ? a : 0.0);
-        }
-      } else if (c.kind == CellKind::lstm) {
-        std::vector<double> m(H);
-        for (index_t j = 0; j < H; ++j) {
-          const double i = sigmoid(ax[j] + ah[j]), f = sigmoid(ax[H + j] + ah[H + j]);
-          const double g = std::tanh(ax[2 * H + j] + ah[2 * H + j]), o = sigmoid(ax[3 * H + j] + ah[3 * H + j]);
-          cs[j] = f * cs[j] + i * g;
-          m[j] = o * std::tanh(cs[j]);
-        }
-        for (index_t q = 0; q < P; ++q) {
-          if (c.proj_size == 0) {
-            hn[q] = m[q];
-            continue;
-          }
-          hn[q] = 0.0;
-          for (index_t j = 0; j < H; ++j) hn[q] += p.w_hr[q * H + j] * m[j];
-        }
-      } else {
-        std::vector<double> r(H);
-        for (index_t j = 0; j < H; ++j) r[j] = sigmoid(ax[j] + ah[j]);
-        for (index_t j = 0; j < H; ++j) {
-          const double z = sigmoid(ax[H + j] + ah[H + j]);
-          double a_n = ax[2 * H + j];
-          if (c.linear_before_reset) {
-            a_n += r[j] * ah[2 * H + j];
-          } else {  // W_hn (r * h) + b_hn
-            a_n += c.bias ? p.b_hh[2 * H + j] : 0.0;
-            for (index_t i = 0; i < H; ++i) a_n += p.w_hh[(2 * H + j) * P + i] * r[i] * h[i];
-          }
-          hn[j] = (1.0 - z) * std::tanh(a_n) + z * h[j];
-        }
-      }
-      h = hn;
+      gatecell_test::naive_step(c, in_size, [x](index_t i) { return x[i]; }, view, h, cs);
       for (index_t j = 0; j < P; ++j) out[row(t, n) * out_width + col0 + j] = h[j];
     }
     std::copy(h.begin(), h.end(), h_n + n * P);

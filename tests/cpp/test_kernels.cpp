@@ -10,6 +10,7 @@
 #include <gatecell/gatecell.hpp>
 
 #include "helpers.hpp"
+#include "naive_cell.hpp"
 
 using gatecell::CellKind;
 using gatecell::index_t;
@@ -17,67 +18,30 @@ using gatecell_test::max_abs_diff;
 
 namespace {
 
-double sigm(double v) { return 1.0 / (1.0 + std::exp(-v)); }
-
-// One layer, one direction, time-major x [T,N,I] -> y [T,N,P]; everything in double.
+// One layer, one direction, time-major x [T,N,I] -> y [T,N,P]; everything in double (naive_cell.hpp).
 template <typename Scalar>
 std::vector<double> naive_forward(const gatecell::NetworkConfig& c, const gatecell::ParameterMap<Scalar>& p,
                                   const std::vector<Scalar>& x, index_t T, index_t N) {
-  const index_t I = c.input_size, H = c.hidden_size, P = c.output_size(), G = c.gates() * H;
-  auto w = [&](const char* name, index_t r, index_t col, index_t cols) {
-    return static_cast<double>(p.at(name).data[r * cols + col]);
+  const index_t I = c.input_size, H = c.hidden_size, P = c.output_size();
+  struct View {
+    const gatecell::ParameterMap<Scalar>& p;
+    const gatecell::NetworkConfig& c;
+    double w(const char* name, index_t r, index_t col, index_t cols) const {
+      return static_cast<double>(p.at(name).data[r * cols + col]);
+    }
+    double w_ih(index_t r, index_t k) const { return w("weight_ih_l0", r, k, c.input_size); }
+    double w_hh(index_t r, index_t k) const { return w("weight_hh_l0", r, k, c.output_size()); }
+    double b_ih(index_t r) const { return c.bias ? static_cast<double>(p.at("bias_ih_l0").data[r]) : 0.0; }
+    double b_hh(index_t r) const { return c.bias ? static_cast<double>(p.at("bias_hh_l0").data[r]) : 0.0; }
+    double w_hr(index_t q, index_t j) const { return w("weight_hr_l0", q, j, c.hidden_size); }
   };
-  auto b = [&](const char* name, index_t r) { return c.bias ? static_cast<double>(p.at(name).data[r]) : 0.0; };
+  const View view{p, c};
   std::vector<double> y(T * N * P);
   for (index_t n = 0; n < N; ++n) {
     std::vector<double> h(P, 0.0), cell(H, 0.0);
     for (index_t t = 0; t < T; ++t) {
       const Scalar* xt = x.data() + (t * N + n) * I;
-      std::vector<double> ax(G), ah(G);
-      for (index_t r = 0; r < G; ++r) {
-        ax[r] = b("bias_ih_l0", r);
-        for (index_t k = 0; k < I; ++k) ax[r] += w("weight_ih_l0", r, k, I) * xt[k];
-        ah[r] = b("bias_hh_l0", r);
-        for (index_t k = 0; k < P; ++k) ah[r] += w("weight_hh_l0", r, k, P) * h[k];
-      }
-      std::vector<double> hn(P);
-      if (c.kind == CellKind::rnn_tanh || c.kind == CellKind::rnn_relu) {
-        for (index_t j = 0; j < H; ++j) {
-          const double a = ax[j] + ah[j];
-          hn[j] = c.kind == CellKind::rnn_tanh ? std::tanh(a) : std::max(a, 0.0);
-        }
-      } else if (c.kind == CellKind::lstm) {
-        std::vector<double> m(H);
-        for (index_t j = 0; j < H; ++j) {
-          const double i = sigm(ax[j] + ah[j]), f = sigm(ax[H + j] + ah[H + j]);
-          const double g = std::tanh(ax[2 * H + j] + ah[2 * H + j]), o = sigm(ax[3 * H + j] + ah[3 * H + j]);
-          cell[j] = f * cell[j] + i * g;
-          m[j] = o * std::tanh(cell[j]);
-        }
-        for (index_t j = 0; j < P; ++j) {
-          if (P == H) { hn[j] = m[j]; continue; }
-          hn[j] = 0.0;
-          for (index_t k = 0; k < H; ++k) hn[j] += w("weight_hr_l0", j, k, H) * m[k];
-        }
-      } else {
-        std::vector<double> r(H), rh(H);
-        for (index_t j = 0; j < H; ++j) {
-          r[j] = sigm(ax[j] + ah[j]);
-          rh[j] = r[j] * h[j];
-        }
-        for (index_t j = 0; j < H; ++j) {
-          const double z = sigm(ax[H + j] + ah[H + j]);
-          double pre;
-          if (c.linear_before_reset) {
-            pre = ax[2 * H + j] + r[j] * ah[2 * H + j];
-          } else {
-            pre = ax[2 * H + j] + b("bias_hh_l0", 2 * H + j);
-            for (index_t k = 0; k < H; ++k) pre += w("weight_hh_l0", 2 * H + j, k, H) * rh[k];
-          }
-          hn[j] = (1.0 - z) * std::tanh(pre) + z * h[j];
-        }
-      }
-      h = hn;
+      gatecell_test::naive_step(c, I, [xt](index_t k) { return static_cast<double>(xt[k]); }, view, h, cell);
       std::copy(h.begin(), h.end(), y.begin() + (t * N + n) * P);
     }
   }

@@ -11,32 +11,26 @@ import textwrap
 
 import pytest
 
+from builders import NETWORK_KINDS
+
 THREADS = (1, 2, 4)
-KINDS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_original"]
 
 # Sizes large enough that every GEMM is split between threads when threads are available.
 SCRIPT = textwrap.dedent("""
     import hashlib, json, sys
+    sys.path.insert(0, sys.argv[1])
     import numpy as np
-    import gatecell as gc
+    from builders import NETWORK_KINDS, make_network
 
-    MAKE = {
-        "rnn_tanh": lambda **kw: gc.RNN(64, 96, **kw),
-        "rnn_relu": lambda **kw: gc.RNN(64, 96, nonlinearity="relu", **kw),
-        "lstm": lambda **kw: gc.LSTM(64, 96, **kw),
-        "lstm_proj": lambda **kw: gc.LSTM(64, 96, proj_size=48, **kw),
-        "gru": lambda **kw: gc.GRU(64, 96, **kw),
-        "gru_original": lambda **kw: gc.GRU(64, 96, linear_before_reset=False, **kw),
-    }
     result = {}
-    for kind, make in MAKE.items():
+    for kind in NETWORK_KINDS:
         # Unidirectional float32 too: there each direction's time loop splits its batch rows
         # between threads (bidirectional layers give each direction a thread of its own).
         cases = [(dtype, batch_first, True) for dtype in (np.float32, np.float64) for batch_first in (False, True)]
         cases += [(np.float32, batch_first, False) for batch_first in (False, True)]
         for dtype, batch_first, bidirectional in cases:
-            m = make(num_layers=2, bidirectional=bidirectional, dropout=0.3, batch_first=batch_first,
-                     dtype=dtype, seed=11)
+            m = make_network(kind, 64, 96, num_layers=2, bidirectional=bidirectional, dropout=0.3,
+                             batch_first=batch_first, dtype=dtype, seed=11)
             rng = np.random.default_rng(5)
             T, N = 24, 64
             x = rng.standard_normal((N, T, 64) if batch_first else (T, N, 64)).astype(dtype)
@@ -58,7 +52,8 @@ SCRIPT = textwrap.dedent("""
 
 def _digests(threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_DYNAMIC="false")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True)
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, here], env=env, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout)
 
 
@@ -75,13 +70,13 @@ def _differences(a: dict, b: dict, kind: str) -> list:
             for name in a[case] if a[case][name] != b[case][name]]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", NETWORK_KINDS)
 def test_bitwise_identical_across_runs(digests, kind):
     assert not _differences(digests[2], digests["2 again"], kind)
 
 
 @pytest.mark.parametrize("threads", [2, 4])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", NETWORK_KINDS)
 def test_bitwise_identical_across_thread_counts(digests, kind, threads):
     diff = _differences(digests[1], digests[threads], kind)
     assert not diff, f"{threads} threads differ from 1 thread in {len(diff)} arrays: " + "; ".join(diff[:6])

@@ -20,7 +20,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from onnx_helpers import GATES, INPUTS  # noqa: E402
-from test_onnx_variants import COUNT, NAMES, USES_ALPHA, USES_BETA, _parameter  # noqa: E402
+from builders import COUNT, NAMES, variant_attributes  # noqa: E402
 
 T, N, I, H = 5, 3, 4, 3
 
@@ -129,17 +129,7 @@ def random_variant_attributes(op, rng):
     D = 2 if direction == "bidirectional" else 1
     per = COUNT[op] * D  # ONNX Runtime refuses one list for both directions, which gc.onnx accepts
     names = [NAMES[k] for k in rng.integers(0, len(NAMES), per)]
-    alpha = [_parameter(n, "alpha", rng) for n in names if n in USES_ALPHA]
-    beta = [_parameter(n, "beta", rng) for n in names if n in USES_BETA]
-    attrs = {"direction": direction, "activations": names}
-    if alpha:
-        attrs["activation_alpha"] = alpha
-    if beta:
-        attrs["activation_beta"] = beta
-    if rng.random() < 0.5:
-        attrs["clip"] = float(rng.uniform(0.3, 2.0))
-    if op == "LSTM" and rng.random() < 0.4:
-        attrs["input_forget"] = 1
+    attrs = {"direction": direction, **variant_attributes(op, names, rng, 0.5, drop_defaults=False)}
     if op == "GRU":
         attrs["linear_before_reset"] = int(rng.integers(2))
     return attrs, D

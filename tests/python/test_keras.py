@@ -32,16 +32,22 @@ GC_LAYER = {"lstm": gc.LSTM, "gru": gc.GRU, "rnn": gc.RNN}
 ONNX_FN = {"lstm": gc.onnx.lstm, "gru": gc.onnx.gru, "rnn": gc.onnx.rnn}
 
 
-def keras_layer(name, bidirectional, seed):
-    """A built Keras layer of the form `name` with random weights and biases (Keras zeroes biases)."""
-    kind, cls, kwargs, _, _ = FORMS[name]
+def build_keras(cls, kwargs, bidirectional, seed, scale):
+    """A built Keras layer keras.layers.cls(H, **kwargs) with weights and biases uniform in [-scale, scale]
+    (Keras zeroes biases)."""
     layer = getattr(keras.layers, cls)(H, return_sequences=True, return_state=True, **kwargs)
     if bidirectional:
         layer = keras.layers.Bidirectional(layer)
     layer.build((N, T, I))
     rng = np.random.default_rng(seed)
-    layer.set_weights([rng.uniform(-0.6, 0.6, size=w.shape).astype(np.float32) for w in layer.get_weights()])
+    layer.set_weights([rng.uniform(-scale, scale, size=w.shape).astype(np.float32) for w in layer.get_weights()])
     return layer
+
+
+def keras_layer(name, bidirectional, seed):
+    """A built Keras layer of the form `name` with random weights and biases."""
+    _, cls, kwargs, _, _ = FORMS[name]
+    return build_keras(cls, kwargs, bidirectional, seed, 0.6)
 
 
 def run_keras(layer, x, kind):

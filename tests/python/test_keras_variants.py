@@ -18,7 +18,7 @@ from gatecell import convert  # noqa: E402
 
 from conftest import CASES, record  # noqa: E402
 from helpers import assert_close  # noqa: E402
-from test_keras import H, I, N, T, keras_directions, run_keras  # noqa: E402
+from test_keras import H, I, N, T, build_keras, keras_directions, run_keras  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
@@ -37,14 +37,8 @@ LAYERS = {"lstm": gc.LSTM, "gru": gc.GRU, "rnn": gc.RNN}
 
 
 def build(cls, kwargs, bidirectional, seed):
-    layer = getattr(keras.layers, cls)(H, return_sequences=True, return_state=True, **kwargs)
-    if bidirectional:
-        layer = keras.layers.Bidirectional(layer)
-    layer.build((N, T, I))
-    rng = np.random.default_rng(seed)
     # Weights around +-1: gate pre-activations cross HardSigmoid's corners at -3 and 3.
-    layer.set_weights([rng.uniform(-1.0, 1.0, size=w.shape).astype(np.float32) for w in layer.get_weights()])
-    return layer
+    return build_keras(cls, kwargs, bidirectional, seed, 1.0)
 
 
 @pytest.mark.parametrize("case", range(len(CASES_)))

@@ -9,29 +9,12 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 import gatecell as gc  # noqa: E402
-from gatecell._checks import ACTIVATION_DEFAULTS  # noqa: E402
 
+from builders import COUNT, NAMES, variant_attributes  # noqa: E402
 from conftest import CASES, record  # noqa: E402
 from helpers import assert_close  # noqa: E402
 from onnx_helpers import (GATES, OUTPUTS, make_node, output_to_layout1, random_optional_inputs,  # noqa: E402
                           random_outputs, run_ort, run_reference, to_layout0)
-
-NAMES = list(ACTIVATION_DEFAULTS)
-COUNT = {"RNN": 1, "GRU": 2, "LSTM": 3}
-USES_ALPHA = {"Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu"}
-USES_BETA = {"Affine", "ScaledTanh", "HardSigmoid"}
-# Functions whose omitted parameters ONNX Runtime fills with Operators.md's defaults; for
-# ThresholdedRelu, ScaledTanh and Affine it uses 0 instead (see gatecell.onnx), so the random cases
-# below always give those their parameters.
-ORT_DEFAULTS_AGREE = {"LeakyRelu", "HardSigmoid", "Elu"}
-
-
-def _parameter(name, which, rng):
-    if name == "HardSigmoid":
-        return float(rng.uniform(0.1, 0.5)) if which == "alpha" else float(rng.uniform(0.3, 0.7))
-    if name == "ThresholdedRelu":
-        return float(rng.uniform(-0.3, 0.5))
-    return float(rng.uniform(0.2, 1.5)) if which == "alpha" else float(rng.uniform(-0.5, 0.5))
 
 
 def random_variant_case(seed):
@@ -53,22 +36,7 @@ def random_variant_case(seed):
              for r in range(COUNT[op])]
     if D == 2:  # ONNX Runtime wants both directions' functions (gatecell also takes one list for both)
         names = names + [NAMES[int(rng.integers(11))] for _ in range(COUNT[op])]
-    attrs["activations"] = names
-    alphas = [_parameter(n, "alpha", rng) for n in names if n in USES_ALPHA]
-    betas = [_parameter(n, "beta", rng) for n in names if n in USES_BETA]
-    if rng.random() < 0.3:  # drop trailing values where ONNX Runtime agrees on the defaults
-        while alphas and [n for n in names if n in USES_ALPHA][len(alphas) - 1] in ORT_DEFAULTS_AGREE:
-            alphas.pop()
-        while betas and [n for n in names if n in USES_BETA][len(betas) - 1] in ORT_DEFAULTS_AGREE:
-            betas.pop()
-    if alphas:
-        attrs["activation_alpha"] = alphas
-    if betas:
-        attrs["activation_beta"] = betas
-    if rng.random() < 0.6:
-        attrs["clip"] = float(rng.uniform(0.3, 2.0))
-    if op == "LSTM" and rng.random() < 0.4:
-        attrs["input_forget"] = 1
+    attrs.update(variant_attributes(op, names, rng, 0.6, drop_defaults=True))
 
     def uniform(*shape, scale=1.0):
         return (scale * rng.uniform(-1, 1, size=shape)).astype(np.float32)

@@ -5,20 +5,11 @@ gradients, for every kind (thread-count independence is checked in its own proce
 import numpy as np
 import pytest
 
-import gatecell as gc
-
-MAKE = {
-    "rnn_tanh": lambda **kw: gc.RNN(8, 12, **kw),
-    "rnn_relu": lambda **kw: gc.RNN(8, 12, nonlinearity="relu", **kw),
-    "lstm": lambda **kw: gc.LSTM(8, 12, **kw),
-    "lstm_proj": lambda **kw: gc.LSTM(8, 12, proj_size=5, **kw),
-    "gru": lambda **kw: gc.GRU(8, 12, **kw),
-    "gru_original": lambda **kw: gc.GRU(8, 12, linear_before_reset=False, **kw),
-}
+from builders import NETWORK_KINDS, make_network
 
 
 def _run(kind, dtype, batch_first):
-    m = MAKE[kind](num_layers=3, bidirectional=True, dropout=0.25, batch_first=batch_first, dtype=dtype, seed=9)
+    m = make_network(kind, 8, 12, num_layers=3, bidirectional=True, dropout=0.25, batch_first=batch_first, dtype=dtype, seed=9)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((6, 15, 8) if batch_first else (15, 6, 8)).astype(dtype)
     out, state = m(x, lengths=[15, 3, 9, 1, 15, 7])
@@ -27,7 +18,7 @@ def _run(kind, dtype, batch_first):
     return arrays + [m.grads[k] for k in sorted(m.grads)]
 
 
-@pytest.mark.parametrize("kind", sorted(MAKE))
+@pytest.mark.parametrize("kind", NETWORK_KINDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_same_bits_every_run(kind, dtype, batch_first):

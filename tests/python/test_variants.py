@@ -11,11 +11,10 @@ import pytest
 
 import gatecell as gc
 from gatecell import reference
-from gatecell._checks import ACTIVATION_DEFAULTS
+from builders import NAMES
 from conftest import CASES, record
 from helpers import assert_close, numeric_grad as _numeric_grad, output_state_loss as _loss, rel_err
 
-NAMES = list(ACTIVATION_DEFAULTS)  # the eleven ONNX functions
 CLASSES = {"rnn": gc.RNN, "gru": gc.GRU, "lstm": gc.LSTM}
 COUNTS = {"rnn": 1, "gru": 2, "lstm": 3}
 # Offsets between the roles f, g, h: over eleven cases every function takes every role once.
