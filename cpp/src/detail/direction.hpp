@@ -134,7 +134,7 @@ class GateWindow {
       : a_(a), G_(gate_rows), all_(keep != nullptr) {
     const index_t in = a.x.cols;
     w_ih_t_.pack({a.w.w_ih, in, G_, 1, in});
-    if (all_) {
+    if (keep != nullptr) {  // (testing keep itself lets the compiler see it is not null here)
       keep->resize(a.lay.rows() * G_);
       data_ = keep->data();
       project(rows_view(a.x.data, a.lay.rows(), in, a.x.ld), data_);
