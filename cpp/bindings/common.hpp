@@ -34,7 +34,8 @@ template <typename T>
 py::array checked(py::handle obj, const std::string& name, const std::vector<index_t>& shape,
                   bool writeable = false) {
   if (!py::isinstance<py::array>(obj))
-    throw TypeError_(name + ": expected a numpy.ndarray, got " + std::string(py::str(obj.get_type().attr("__name__"))));
+    throw TypeError_(name + ": expected a numpy.ndarray, got " +
+                     std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
   auto arr = py::reinterpret_borrow<py::array>(obj);
   if (!arr.dtype().is(py::dtype::of<T>()))
     throw TypeError_(name + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) + ", got " +

@@ -42,7 +42,7 @@ std::vector<Out> read_weights(const NetworkConfig& c, const py::sequence& seq, s
     py::object item = seq[ld];
     if (!py::isinstance<py::sequence>(item) || py::isinstance<py::str>(item))
       throw TypeError_(std::string(what) + "[" + std::to_string(ld) + "]: expected a tuple (w_ih, w_hh, b_ih, b_hh, w_hr), got " +
-                       std::string(py::str(item.get_type().attr("__name__"))));
+                       std::string(py::str(py::type::handle_of(item).attr("__name__"))));
     auto entry = py::reinterpret_borrow<py::sequence>(item);
     const std::size_t size = py::len(entry);
     if (size != 6 && (size != 5 || c.peepholes))
