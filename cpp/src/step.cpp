@@ -52,7 +52,7 @@ template <typename Scalar>
 struct GroupView {
   RowGroup g;
   index_t K;                 // columns of a panel: x's, then h_prev's
-  const Scalar* panels;      // [panels, K, 64]
+  const Scalar* panels;      // the panels of a [rows, K] matrix (layout above)
   const Scalar* bias_all;    // [rows padded]
   const Scalar* bias_h;      // [rows padded]
   Scalar* pre;               // [rows padded] pre-activations (scratch)
