@@ -286,7 +286,7 @@ void gemv_panels(bool avx2, const Scalar* w, index_t rows, index_t cols, const S
   }
 }
 
-// Inputs at least this wide are projected for a window of steps by one GEMM (GateWindow), whose
+// Inputs at least this wide are projected for a window of steps by one GEMM (windowed_steps), whose
 // weights are reused across steps, before the step loop; narrower ones ride along in the
 // per-step product.
 constexpr index_t kWindowInput = 48;
@@ -412,8 +412,9 @@ bool wait_until(const Ready& ready, const std::atomic<bool>& failed) {
   return true;
 }
 
-// The steps of one direction over a batch-1 sequence, with the input projections (one GEMM per
-// window of kPipeSteps steps: x W_ih^T + b_ih) made ahead by a second thread into two
+// The steps of one direction over a batch-1 sequence, with the input projections made by one GEMM
+// per window of kPipeSteps steps (x W_ih^T + b_ih; small windows keep the projections, W_hh and
+// W_ih in L2 together). With `ahead`, a second thread projects the coming windows into two
 // alternating buffers while the calling thread runs the steps. The calling thread never waits:
 // a window the helper has not delivered yet (at the start, or when the helper is descheduled on a
 // busy machine) it projects itself into a buffer of its own. Each projected row is the same
@@ -421,12 +422,13 @@ bool wait_until(const Ready& ready, const std::atomic<bool>& failed) {
 // single-threaded path's bit for bit.
 // run(k, x_gates): step k of the direction's order, with its projections.
 template <typename Scalar, typename Run>
-void pipelined_steps(const DirectionForward<Scalar>& a, index_t gate_rows, const Run& run) {
+void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool ahead, const Run& run) {
   const index_t T = a.lay.steps, G = gate_rows, in = a.x.cols, windows = (T + kPipeSteps - 1) / kPipeSteps;
   const index_t span = kPipeSteps * G;
   PackedMatrix<Scalar> w_ih_t;
   w_ih_t.pack({a.w.w_ih, in, G, 1, in});
-  AlignedVector<Scalar> buffers(3 * span);  // two for the helper, one for the calling thread
+  AlignedVector<Scalar> buffers((ahead ? 3 : 1) * span);  // the calling thread's last, the helper's first
+  Scalar* own = buffers.data() + (ahead ? 2 : 0) * span;
   // Window w: steps k in [w * kPipeSteps, ...), times [t_lo, t_lo + count) in either order.
   auto window = [&](index_t w, index_t& t_lo, index_t& count) {
     const index_t k0 = w * kPipeSteps;
@@ -436,13 +438,24 @@ void pipelined_steps(const DirectionForward<Scalar>& a, index_t gate_rows, const
   auto project = [&](index_t w, Scalar* out) {
     index_t t_lo, count;
     window(w, t_lo, count);
-    gemm(rows_view(a.x.at(a.lay, t_lo, 0), count, in, a.x.ld), w_ih_t, out, G, false);
-    if (a.w.b_ih != nullptr)
-      for (index_t r = 0; r < count; ++r)
-        VectorMap<Scalar>(out + r * G, G).noalias() += ConstVectorMap<Scalar>(a.w.b_ih, G);
+    project_inputs(rows_view(a.x.at(a.lay, t_lo, 0), count, in, a.x.ld), w_ih_t, a.w.b_ih, out);
   };
-  std::atomic<index_t> consumed{0};        // windows the calling thread has finished
+  std::atomic<index_t> consumed{0};          // windows the calling thread has finished
   std::atomic<index_t> holds[2] = {-1, -1};  // which window each helper buffer holds
+  auto steps = [&] {
+    for (index_t w = 0; w < windows; ++w) {
+      const Scalar* gates = buffers.data() + (w % 2) * span;
+      if (!ahead || holds[w % 2].load(std::memory_order_acquire) != w) {
+        project(w, own);
+        gates = own;
+      }
+      index_t t_lo, count;
+      window(w, t_lo, count);
+      for (index_t k = w * kPipeSteps; k < w * kPipeSteps + count; ++k) run(k, gates + (a.step_at(k) - t_lo) * G);
+      consumed.store(w + 1, std::memory_order_release);
+    }
+  };
+  if (!ahead) return steps();
   std::atomic<bool> failed{false};
   std::exception_ptr error;
 #pragma omp parallel num_threads(2)
@@ -459,17 +472,7 @@ void pipelined_steps(const DirectionForward<Scalar>& a, index_t gate_rows, const
           holds[w % 2].store(w, std::memory_order_release);
         }
       } else {
-        for (index_t w = 0; w < windows; ++w) {
-          const Scalar* gates = buffers.data() + (w % 2) * span;
-          if (holds[w % 2].load(std::memory_order_acquire) != w) {
-            project(w, buffers.data() + 2 * span);
-            gates = buffers.data() + 2 * span;
-          }
-          index_t t_lo, count;
-          window(w, t_lo, count);
-          for (index_t k = w * kPipeSteps; k < w * kPipeSteps + count; ++k) run(k, gates + (a.step_at(k) - t_lo) * G);
-          consumed.store(w + 1, std::memory_order_release);
-        }
+        steps();
       }
     } catch (...) {
 #pragma omp critical(gatecell_pipeline_error)
@@ -486,7 +489,6 @@ template <typename Scalar>
 void step_direction_forward(const DirectionForward<Scalar>& a) {
   const NetworkConfig& config = *a.config;
   const CellShape s{config.kind, config.linear_before_reset, a.x.cols, config.hidden_size, config.output_size()};
-  const index_t gate_rows = (config.kind == CellKind::lstm ? 4 : config.kind == CellKind::gru ? 3 : 1) * s.H;
   AlignedVector<Scalar> packed, work(s.work_size());
   std::vector<Scalar> h0, c;
   pack_cell(s, a.w, packed);
@@ -507,16 +509,10 @@ void step_direction_forward(const DirectionForward<Scalar>& a) {
   };
   if (s.in < kWindowInput) {
     for (index_t k = 0; k < T; ++k) run(k, nullptr);
-  } else if (T >= 2 * kPipeSteps && omp_get_max_threads() >= 2 && !omp_in_parallel() &&
-             gemm_rows_independent<Scalar>()) {
-    pipelined_steps(a, gate_rows, run);
   } else {
-    GateWindow<Scalar> gates(a, gate_rows, nullptr);
-    for (index_t k = 0; k < T; ++k) {
-      const index_t t = a.step_at(k);
-      if (t < length) gates.prepare(t);
-      run(k, t < length ? gates.at(t, 0) : nullptr);
-    }
+    const bool ahead = T >= 2 * kPipeSteps && omp_get_max_threads() >= 2 && !omp_in_parallel() &&
+                       gemm_rows_independent<Scalar>();
+    windowed_steps(a, config.gates() * s.H, ahead, run);
   }
   std::copy(h_prev, h_prev + s.P, a.h_n);
   if (a.c_n != nullptr) std::copy(c.begin(), c.end(), a.c_n);

@@ -7,7 +7,10 @@ after a warm-up; the figure reported is the median. After each timed call the pr
 not take a core from the next framework timed: with 2 cores, one spinning stranger halves a
 2-thread run. OpenMP teams (gatecell, PyTorch) settle within milliseconds; ONNX Runtime's pool
 spins for about 0.1 s after a call (measured here), hence its longer pause. Since a pause leaves
-caches and thread teams cold, each timed call follows an untimed one of the same framework. Inference compares gatecell with PyTorch
+caches, thread teams and the core's clock cold (after 0.15 s idle, one untimed 0.7 ms call still
+left the next one 25% slow here; 3 ms of calls did not), each timed call follows untimed calls of
+the same framework for at least WARM_SECONDS, and the order of the frameworks turns by one every
+round, so that none always follows the longest pause. Inference compares gatecell with PyTorch
 and ONNX Runtime; a training step (forward in training mode, backward with every gradient)
 with PyTorch. A large SGEMM measured at the start gives the machine's ceiling, so each result
 is also shown as a share of what the CPU can do. Results go to the terminal, a JSON file and a
@@ -275,11 +278,13 @@ def onnx_model(cfg: Config, state: Dict[str, np.ndarray], onnx):
 # Untimed sleep after each call of a framework, until the threads it leaves spinning are idle.
 SETTLE_SECONDS = {"onnxruntime": 0.15}
 SETTLE_DEFAULT = 0.01
+# Untimed calls before each timed one, for at least this long (and at least one call).
+WARM_SECONDS = 0.005
 
 
 def time_alternating(calls: Dict[str, Callable[[], object]], budget: float, min_rounds: int,
                      max_rounds: int, settle: Optional[Dict[str, float]] = None) -> Dict[str, float]:
-    """Median ms per call of each callable, timed in alternating rounds after one warm-up each.
+    """Median ms per call of each callable, timed in alternating rounds (order turning) after warm-up.
 
     settle: seconds slept (untimed) after each call, per name (default SETTLE_SECONDS, else
             SETTLE_DEFAULT); see the module docstring
@@ -294,9 +299,14 @@ def time_alternating(calls: Dict[str, Callable[[], object]], budget: float, min_
     rounds = int(min(max_rounds, max(min_rounds, budget / max(slowest * len(calls), 1e-9))))
     for name in times:
         times[name].clear()
-    for _ in range(rounds):
-        for name, call in calls.items():
-            call()  # untimed: caches and this framework's own threads warm again after the pause
+    names = list(calls)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            call = calls[name]
+            t0 = time.perf_counter()
+            call()  # untimed: caches, clock and this framework's own threads warm again after the pause
+            while time.perf_counter() - t0 < WARM_SECONDS:
+                call()
             t0 = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - t0)

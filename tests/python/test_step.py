@@ -137,8 +137,9 @@ def test_portable_path_agrees(tmp_path):
     subprocess.run([sys.executable, "-c", check], check=True, env=env, cwd=HERE)
 
 
-# Long batch-1 sequences with inputs of at least 48 take the pipelined path at 2 threads: a second
-# thread projects the inputs of the next window of 32 steps while the first runs the current one.
+# Batch-1 sequences with inputs of at least 48 project their inputs a window of 32 steps at a time;
+# from 64 steps at 2 threads a second thread projects the next window while the first runs the
+# current one (at 1 thread the first projects every window itself).
 PIPE = list(itertools.product(range(len(KINDS)), [64, 100, 250], [(1, False), (2, True)], [np.float32, np.float64]))
 
 

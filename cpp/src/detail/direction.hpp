@@ -73,6 +73,16 @@ MatView<Scalar> step_view(const Scalar* data, index_t cols, const Layout& lay, i
   return {data + lay.row(t, 0) * cols, lay.batch, cols, cols * lay.batch_stride(), 1};
 }
 
+// out = x W_ih^T + b_ih, one row of G per row of x.
+//   w_ih_t: W_ih^T packed, [in, G]; b_ih: [G] or null
+template <typename Scalar>
+void project_inputs(const MatView<Scalar>& x, const PackedMatrix<Scalar>& w_ih_t, const Scalar* b_ih, Scalar* out) {
+  const index_t G = w_ih_t.view().cols;
+  gemm(x, w_ih_t, out, G, false);
+  if (b_ih == nullptr) return;
+  for (index_t r = 0; r < x.rows; ++r) VectorMap<Scalar>(out + r * G, G).noalias() += ConstVectorMap<Scalar>(b_ih, G);
+}
+
 // x W_ih^T + b_ih, the input half of the gate pre-activations (one GEMM over many steps, not one
 // per step). Training projects every step at once into the buffer the cache keeps (it ends up
 // holding the activated gates); inference projects a window of steps at a time into a scratch
@@ -159,13 +169,7 @@ class GateWindow {
  private:
   static constexpr index_t kWindowElements = index_t(1) << 18;  // 1 MiB of float scratch per window at most
 
-  // out = x W_ih^T + b_ih, one row of G per row of x.
-  void project(const MatView<Scalar>& x, Scalar* out) const {
-    gemm(x, w_ih_t_, out, G_, false);
-    if (a_.w.b_ih == nullptr) return;
-    for (index_t r = 0; r < x.rows; ++r)
-      VectorMap<Scalar>(out + r * G_, G_).noalias() += ConstVectorMap<Scalar>(a_.w.b_ih, G_);
-  }
+  void project(const MatView<Scalar>& x, Scalar* out) const { project_inputs(x, w_ih_t_, a_.w.b_ih, out); }
 
   const DirectionForward<Scalar>& a_;
   index_t G_;
