@@ -47,6 +47,20 @@ void recurrent_product(const Scalar* h, index_t N, index_t in, const PackedMatri
     for (index_t j = 0; j < cols; ++j) hp[n * ld + j] += b[j];
 }
 
+// Copies the block's rows [n0, n1) of a dense [n1 - n0, C] state into step t of a sequence buffer.
+template <typename Scalar>
+void keep_rows(const Scalar* block, index_t C, const Layout& lay, index_t t, index_t n0, index_t n1, Scalar* seq) {
+  for (index_t n = n0; n < n1; ++n) std::copy(block + (n - n0) * C, block + (n - n0 + 1) * C, seq + lay.row(t, n) * C);
+}
+
+// dh = dh_next for the block's sequences still running at step t; finished ones carry dh unchanged.
+template <typename Scalar>
+void carry_active_rows(const DirectionBackward<Scalar>& a, index_t t, index_t n0, index_t n1, const Scalar* next,
+                       index_t C, Scalar* dh) {
+  for (index_t n = n0; n < n1; ++n)
+    if (a.active(t, n)) std::copy(next + (n - n0) * C, next + (n - n0 + 1) * C, dh + (n - n0) * C);
+}
+
 // After the step loop: the recurrent-side weight gradients dW_hh += dA^T h_prev, db_hh += sum dA.
 template <typename Scalar>
 void recurrent_side_gradients(const DirectionBackward<Scalar>& a, const std::vector<Scalar>& da, index_t G,
@@ -70,36 +84,40 @@ void rnn_variant_forward(const DirectionForward<Scalar>& a) {
     cache->h_prev.resize(a.lay.rows() * H);
     cache->pre.resize(a.lay.rows() * H);
   }
-  GateWindow<Scalar> gates(a, H, cache != nullptr ? &cache->gates : nullptr);  // (V1), input half
-  std::vector<Scalar> h, hp(N * H);
-  load_state(a.h0, N * H, h);
+  GateWindow<Scalar> window(a, H, cache != nullptr ? &cache->gates : nullptr);  // (V1), input half
   PackedMatrix<Scalar> w_hh_t;
   w_hh_t.pack({a.w.w_hh, H, H, 1, H});
 
-  for (index_t k = 0; k < T; ++k) {
-    const index_t t = a.step_at(k);
-    gates.prepare(t);
-    if (cache != nullptr) Seq<Scalar>{cache->h_prev.data(), H, H}.step(a.lay, t) = matrix(h.data(), N, H);
-    recurrent_product(h.data(), N, H, w_hh_t, a.w.b_hh, hp.data(), H, H);  // (V1), recurrent half
-#pragma omp parallel for schedule(static) if (N * H >= kParallelWork)
-    for (index_t n = 0; n < N; ++n) {
-      Scalar* y = a.y.at(a.lay, t, n);
-      if (!a.active(t, n)) {
-        std::fill(y, y + H, Scalar(0));
-        continue;
+  // Each thread of the team carries the batch rows [n0, n1) through every step (see row_team).
+  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+    const index_t nb = n1 - n0;
+    auto gates = window.rows(n0, n1);
+    std::vector<Scalar> h, hp(nb * H);
+    load_state(a.h0, H, n0, n1, h);
+    for (index_t k = 0; k < T; ++k) {
+      const index_t t = a.step_at(k);
+      gates.prepare(t);
+      if (cache != nullptr) keep_rows(h.data(), H, a.lay, t, n0, n1, cache->h_prev.data());
+      recurrent_product(h.data(), nb, H, w_hh_t, a.w.b_hh, hp.data(), H, H);  // (V1), recurrent half
+      for (index_t n = n0; n < n1; ++n) {
+        Scalar* y = a.y.at(a.lay, t, n);
+        if (!a.active(t, n)) {
+          std::fill(y, y + H, Scalar(0));
+          continue;
+        }
+        Scalar* gate = gates.at(t, n);
+        Scalar* pre = cache != nullptr ? cache->pre.data() + a.lay.row(t, n) * H : nullptr;
+        const Scalar* p = hp.data() + (n - n0) * H;
+        Scalar* h_row = h.data() + (n - n0) * H;
+        for (index_t j = 0; j < H; ++j) gate[j] += p[j];  // (V1)
+        if (pre != nullptr) std::copy(gate, gate + H, pre);
+        act_row(fn.f, fn.bound, gate, gate, H);  // (V2)
+        std::copy(gate, gate + H, h_row);
+        std::copy(h_row, h_row + H, y);
       }
-      Scalar* gate = gates.at(t, n);
-      Scalar* pre = cache != nullptr ? cache->pre.data() + a.lay.row(t, n) * H : nullptr;
-      const Scalar* p = hp.data() + n * H;
-      Scalar* h_row = h.data() + n * H;
-      for (index_t j = 0; j < H; ++j) gate[j] += p[j];  // (V1)
-      if (pre != nullptr) std::copy(gate, gate + H, pre);
-      act_row(fn.f, fn.bound, gate, gate, H);  // (V2)
-      std::copy(gate, gate + H, h_row);
-      std::copy(h_row, h_row + H, y);
     }
-  }
-  std::copy(h.begin(), h.end(), a.h_n);
+    std::copy(h.begin(), h.end(), a.h_n + n0 * H);
+  });
 }
 
 template <typename Scalar>
@@ -107,32 +125,37 @@ void rnn_variant_backward(const DirectionBackward<Scalar>& a) {
   const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps;
   const CellFunctions<Scalar> fn(*a.config, direction_index(a));
   const LayerCache<Scalar>& cache = *a.cache;
-  std::vector<Scalar> da(a.lay.rows() * H, Scalar(0)), dh, dh_next(N * H);
-  load_state(a.dh_n, N * H, dh);
+  std::vector<Scalar> da(a.lay.rows() * H, Scalar(0));
   PackedMatrix<Scalar> w_hh_p;
   w_hh_p.pack(rows_view(a.w.w_hh, H, H, H));
 
-  for (index_t k = T - 1; k >= 0; --k) {
-    const index_t t = a.step_at(k);
-    record_step_dh(a, t, dh.data(), H, false);
-#pragma omp parallel for schedule(static) if (N * H >= kParallelWork)
-    for (index_t n = 0; n < N; ++n) {
-      if (!a.active(t, n)) continue;
-      const index_t row = a.lay.row(t, n);
-      const Scalar* h = cache.gates.data() + row * H;
-      const Scalar* pre = cache.pre.data() + row * H;
-      const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
-      Scalar* d = da.data() + row * H;
-      for (index_t j = 0; j < H; ++j) d[j] = dh[n * H + j] + (dy != nullptr ? dy[j] : Scalar(0));
-      act_gradient_row(fn.f, fn.bound, d, pre, h, d, H);  // (V2)
+  // The dh recurrence of rows n needs only rows n: each thread carries its own block.
+  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+    const index_t nb = n1 - n0;
+    std::vector<Scalar> dh, dh_next(nb * H);
+    load_state(a.dh_n, H, n0, n1, dh);
+    for (index_t k = T - 1; k >= 0; --k) {
+      const index_t t = a.step_at(k);
+      record_step_dh(a, t, dh.data(), H, false, n0, n1);
+      for (index_t n = n0; n < n1; ++n) {
+        if (!a.active(t, n)) continue;
+        const index_t row = a.lay.row(t, n);
+        const Scalar* h = cache.gates.data() + row * H;
+        const Scalar* pre = cache.pre.data() + row * H;
+        const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
+        const Scalar* dh_row = dh.data() + (n - n0) * H;
+        Scalar* d = da.data() + row * H;
+        for (index_t j = 0; j < H; ++j) d[j] = dh_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
+        act_gradient_row(fn.f, fn.bound, d, pre, h, d, H);  // (V2)
+      }
+      gemm(step_view(static_cast<const Scalar*>(da.data()), H, a.lay, t, n0, n1), w_hh_p, dh_next.data(), H,
+           false);  // (V1)
+      carry_active_rows(a, t, n0, n1, dh_next.data(), H, dh.data());
     }
-    gemm(step_view(da.data(), H, a.lay, t), w_hh_p, dh_next.data(), H, false);  // (V1)
-    for (index_t n = 0; n < N; ++n)
-      if (a.active(t, n)) std::copy(dh_next.data() + n * H, dh_next.data() + (n + 1) * H, dh.data() + n * H);
-  }
+    std::copy(dh.begin(), dh.end(), a.dh0 + n0 * H);
+  });
   input_side_gradients(a, H, matrix(static_cast<const Scalar*>(da.data()), a.lay.rows(), H));
   recurrent_side_gradients(a, da, H, cache.h_prev, H);
-  std::copy(dh.begin(), dh.end(), a.dh0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,68 +172,72 @@ void gru_variant_forward(const DirectionForward<Scalar>& a) {
     cache->pre.resize(a.lay.rows() * G);
     (lbr ? cache->hn : cache->rh).resize(a.lay.rows() * H);
   }
-  GateWindow<Scalar> gates(a, G, cache != nullptr ? &cache->gates : nullptr);
-  std::vector<Scalar> h, hp(N * G), rh(lbr ? 0 : N * H, Scalar(0));
-  load_state(a.h0, N * H, h);
+  GateWindow<Scalar> window(a, G, cache != nullptr ? &cache->gates : nullptr);
   PackedMatrix<Scalar> w_hh_t, w_hn_t;  // lbr: all of W_hh^T; original: its r z columns, then its n columns
   w_hh_t.pack({a.w.w_hh, H, lbr ? G : 2 * H, 1, H});
   if (!lbr) w_hn_t.pack({a.w.w_hh + 2 * H * H, H, H, 1, H});
 
-  for (index_t k = 0; k < T; ++k) {
-    const index_t t = a.step_at(k);
-    gates.prepare(t);
-    if (cache != nullptr) Seq<Scalar>{cache->h_prev.data(), H, H}.step(a.lay, t) = matrix(h.data(), N, H);
-    recurrent_product(h.data(), N, H, w_hh_t, a.w.b_hh, hp.data(), lbr ? G : 2 * H, G);
-    if (!lbr) {
-#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
-      for (index_t n = 0; n < N; ++n) {
-        if (!a.active(t, n)) continue;
+  // Each thread of the team carries the batch rows [n0, n1) through every step (see row_team).
+  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+    const index_t nb = n1 - n0;
+    auto gates = window.rows(n0, n1);
+    std::vector<Scalar> h, hp(nb * G), rh(lbr ? 0 : nb * H, Scalar(0));
+    load_state(a.h0, H, n0, n1, h);
+    for (index_t k = 0; k < T; ++k) {
+      const index_t t = a.step_at(k);
+      gates.prepare(t);
+      if (cache != nullptr) keep_rows(h.data(), H, a.lay, t, n0, n1, cache->h_prev.data());
+      recurrent_product(h.data(), nb, H, w_hh_t, a.w.b_hh, hp.data(), lbr ? G : 2 * H, G);
+      if (!lbr) {
+        for (index_t n = n0; n < n1; ++n) {
+          if (!a.active(t, n)) continue;
+          const index_t i = n - n0;
+          Scalar* gate = gates.at(t, n);
+          Scalar* pre = cache != nullptr ? cache->pre.data() + a.lay.row(t, n) * G : nullptr;
+          const Scalar* p = hp.data() + i * G;
+          for (index_t j = 0; j < H; ++j) gate[j] += p[j];  // (V1)
+          if (pre != nullptr) std::copy(gate, gate + H, pre);
+          act_row(fn.f, fn.bound, gate, gate, H);  // (V5)
+          for (index_t j = 0; j < H; ++j) rh[i * H + j] = gate[j] * h[i * H + j];  // (V6)
+        }
+        // (V6) the candidate's recurrent product needs r first.
+        recurrent_product(rh.data(), nb, H, w_hn_t, a.w.b_hh != nullptr ? a.w.b_hh + 2 * H : nullptr,
+                          hp.data() + 2 * H, H, G);
+        if (cache != nullptr) keep_rows(rh.data(), H, a.lay, t, n0, n1, cache->rh.data());
+      }
+      for (index_t n = n0; n < n1; ++n) {
+        Scalar* y = a.y.at(a.lay, t, n);
+        if (!a.active(t, n)) {
+          std::fill(y, y + H, Scalar(0));
+          continue;
+        }
+        const index_t row = a.lay.row(t, n);
         Scalar* gate = gates.at(t, n);
-        Scalar* pre = cache != nullptr ? cache->pre.data() + a.lay.row(t, n) * G : nullptr;
-        const Scalar* p = hp.data() + n * G;
-        for (index_t j = 0; j < H; ++j) gate[j] += p[j];  // (V1)
-        if (pre != nullptr) std::copy(gate, gate + H, pre);
-        act_row(fn.f, fn.bound, gate, gate, H);  // (V5)
-        for (index_t j = 0; j < H; ++j) rh[n * H + j] = gate[j] * h[n * H + j];  // (V6)
+        Scalar* pre = cache != nullptr ? cache->pre.data() + row * G : nullptr;
+        Scalar* hn = cache != nullptr && lbr ? cache->hn.data() + row * H : nullptr;
+        const Scalar* p = hp.data() + (n - n0) * G;
+        Scalar* h_row = h.data() + (n - n0) * H;
+        // (V1), (V5): r (unless the original form computed it above) and z, one block of f
+        const index_t first = lbr ? 0 : H;
+        for (index_t j = first; j < 2 * H; ++j) gate[j] += p[j];
+        if (pre != nullptr) std::copy(gate + first, gate + 2 * H, pre + first);
+        act_row(fn.f, fn.bound, gate + first, gate + first, 2 * H - first);
+        if (hn != nullptr) std::copy(p + 2 * H, p + 3 * H, hn);
+        Scalar* n_ = gate + 2 * H;
+        if (lbr) {
+          for (index_t j = 0; j < H; ++j) n_[j] += gate[j] * p[2 * H + j];  // (V5)
+        } else {
+          for (index_t j = 0; j < H; ++j) n_[j] += p[2 * H + j];  // (V6)
+        }
+        if (pre != nullptr) std::copy(n_, n_ + H, pre + 2 * H);
+        act_row(fn.g, fn.bound, n_, n_, H);
+        const Scalar* z = gate + H;
+        for (index_t j = 0; j < H; ++j) h_row[j] = (Scalar(1) - z[j]) * n_[j] + z[j] * h_row[j];  // (V7)
+        std::copy(h_row, h_row + H, y);
       }
-      // (V6) the candidate's recurrent product needs r first.
-      recurrent_product(rh.data(), N, H, w_hn_t, a.w.b_hh != nullptr ? a.w.b_hh + 2 * H : nullptr,
-                        hp.data() + 2 * H, H, G);
-      if (cache != nullptr) Seq<Scalar>{cache->rh.data(), H, H}.step(a.lay, t) = matrix(rh.data(), N, H);
     }
-#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
-    for (index_t n = 0; n < N; ++n) {
-      Scalar* y = a.y.at(a.lay, t, n);
-      if (!a.active(t, n)) {
-        std::fill(y, y + H, Scalar(0));
-        continue;
-      }
-      const index_t row = a.lay.row(t, n);
-      Scalar* gate = gates.at(t, n);
-      Scalar* pre = cache != nullptr ? cache->pre.data() + row * G : nullptr;
-      Scalar* hn = cache != nullptr && lbr ? cache->hn.data() + row * H : nullptr;
-      const Scalar* p = hp.data() + n * G;
-      Scalar* h_row = h.data() + n * H;
-      // (V1), (V5): r (unless the original form computed it above) and z, one block of f
-      const index_t first = lbr ? 0 : H;
-      for (index_t j = first; j < 2 * H; ++j) gate[j] += p[j];
-      if (pre != nullptr) std::copy(gate + first, gate + 2 * H, pre + first);
-      act_row(fn.f, fn.bound, gate + first, gate + first, 2 * H - first);
-      if (hn != nullptr) std::copy(p + 2 * H, p + 3 * H, hn);
-      Scalar* n_ = gate + 2 * H;
-      if (lbr) {
-        for (index_t j = 0; j < H; ++j) n_[j] += gate[j] * p[2 * H + j];  // (V5)
-      } else {
-        for (index_t j = 0; j < H; ++j) n_[j] += p[2 * H + j];  // (V6)
-      }
-      if (pre != nullptr) std::copy(n_, n_ + H, pre + 2 * H);
-      act_row(fn.g, fn.bound, n_, n_, H);
-      const Scalar* z = gate + H;
-      for (index_t j = 0; j < H; ++j) h_row[j] = (Scalar(1) - z[j]) * n_[j] + z[j] * h_row[j];  // (V7)
-      std::copy(h_row, h_row + H, y);
-    }
-  }
-  std::copy(h.begin(), h.end(), a.h_n);
+    std::copy(h.begin(), h.end(), a.h_n + n0 * H);
+  });
 }
 
 template <typename Scalar>
@@ -222,69 +249,74 @@ void gru_variant_backward(const DirectionBackward<Scalar>& a) {
   // da: gradient of the input-side pre-activations; with linear before reset the recurrent
   // side's n block differs (r * da_n), so it gets its own buffer da_h.
   std::vector<Scalar> da(a.lay.rows() * G, Scalar(0)), da_h(lbr ? a.lay.rows() * G : 0, Scalar(0));
-  std::vector<Scalar> dh, dh_direct(N * H), dh_next(N * H), drh(lbr ? 0 : N * H);
-  load_state(a.dh_n, N * H, dh);
   PackedMatrix<Scalar> w_hh_p, w_hn_p;
   w_hh_p.pack(rows_view(a.w.w_hh, lbr ? G : 2 * H, H, H));
   if (!lbr) w_hn_p.pack(rows_view(a.w.w_hh + 2 * H * H, H, H, H));
 
-  for (index_t k = T - 1; k >= 0; --k) {
-    const index_t t = a.step_at(k);
-    record_step_dh(a, t, dh.data(), H, false);
-#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
-    for (index_t n = 0; n < N; ++n) {
-      if (!a.active(t, n)) continue;
-      const index_t row = a.lay.row(t, n);
-      const Scalar* gate = cache.gates.data() + row * G;
-      const Scalar* pre = cache.pre.data() + row * G;
-      const Scalar* h_prev = cache.h_prev.data() + row * H;
-      const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
-      Scalar* d = da.data() + row * G;
-      for (index_t j = 0; j < H; ++j) {
-        const Scalar z = gate[H + j], n_ = gate[2 * H + j];
-        const Scalar dh_j = dh[n * H + j] + (dy != nullptr ? dy[j] : Scalar(0));
-        d[2 * H + j] = dh_j * (Scalar(1) - z);  // (V7): dn, then dz
-        d[H + j] = dh_j * (h_prev[j] - n_);
-        dh_direct[n * H + j] = dh_j * z;
-      }
-      act_gradient_row(fn.g, fn.bound, d + 2 * H, pre + 2 * H, gate + 2 * H, d + 2 * H, H);  // (V5), (V6)
-      act_gradient_row(fn.f, fn.bound, d + H, pre + H, gate + H, d + H, H);
-      if (lbr) {
-        const Scalar* hn = cache.hn.data() + row * H;
-        for (index_t j = 0; j < H; ++j) d[j] = d[2 * H + j] * hn[j];  // (V5): dr
-        act_gradient_row(fn.f, fn.bound, d, pre, gate, d, H);
-        Scalar* d_h = da_h.data() + row * G;
-        std::copy(d, d + 2 * H, d_h);
-        for (index_t j = 0; j < H; ++j) d_h[2 * H + j] = d[2 * H + j] * gate[j];
-      }
-    }
-    if (lbr) {
-      gemm(step_view(da_h.data(), G, a.lay, t), w_hh_p, dh_next.data(), H, false);
-    } else {
-      // (V6) d(rh) = da_n W_hn, then r's gradient and rh's share of dh_prev.
-      const MatView<Scalar> da_t = step_view(static_cast<const Scalar*>(da.data()), G, a.lay, t);
-      gemm(MatView<Scalar>{da_t.data + 2 * H, N, H, da_t.rs, 1}, w_hn_p, drh.data(), H, false);
-#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
-      for (index_t n = 0; n < N; ++n) {
+  // The dh recurrence of rows n needs only rows n: each thread carries its own block.
+  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+    const index_t nb = n1 - n0;
+    std::vector<Scalar> dh, dh_direct(nb * H), dh_next(nb * H), drh(lbr ? 0 : nb * H);
+    load_state(a.dh_n, H, n0, n1, dh);
+    for (index_t k = T - 1; k >= 0; --k) {
+      const index_t t = a.step_at(k);
+      record_step_dh(a, t, dh.data(), H, false, n0, n1);
+      for (index_t n = n0; n < n1; ++n) {
         if (!a.active(t, n)) continue;
-        const index_t row = a.lay.row(t, n);
-        const Scalar* h_prev = cache.h_prev.data() + row * H;
+        const index_t row = a.lay.row(t, n), i = n - n0;
+        const Scalar* gate = cache.gates.data() + row * G;
         const Scalar* pre = cache.pre.data() + row * G;
-        const Scalar* r = cache.gates.data() + row * G;
+        const Scalar* h_prev = cache.h_prev.data() + row * H;
+        const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
         Scalar* d = da.data() + row * G;
         for (index_t j = 0; j < H; ++j) {
-          d[j] = drh[n * H + j] * h_prev[j];
-          dh_direct[n * H + j] += drh[n * H + j] * r[j];
+          const Scalar z = gate[H + j], n_ = gate[2 * H + j];
+          const Scalar dh_j = dh[i * H + j] + (dy != nullptr ? dy[j] : Scalar(0));
+          d[2 * H + j] = dh_j * (Scalar(1) - z);  // (V7): dn, then dz
+          d[H + j] = dh_j * (h_prev[j] - n_);
+          dh_direct[i * H + j] = dh_j * z;
         }
-        act_gradient_row(fn.f, fn.bound, d, pre, r, d, H);  // (V5)
+        act_gradient_row(fn.g, fn.bound, d + 2 * H, pre + 2 * H, gate + 2 * H, d + 2 * H, H);  // (V5), (V6)
+        act_gradient_row(fn.f, fn.bound, d + H, pre + H, gate + H, d + H, H);
+        if (lbr) {
+          const Scalar* hn = cache.hn.data() + row * H;
+          for (index_t j = 0; j < H; ++j) d[j] = d[2 * H + j] * hn[j];  // (V5): dr
+          act_gradient_row(fn.f, fn.bound, d, pre, gate, d, H);
+          Scalar* d_h = da_h.data() + row * G;
+          std::copy(d, d + 2 * H, d_h);
+          for (index_t j = 0; j < H; ++j) d_h[2 * H + j] = d[2 * H + j] * gate[j];
+        }
       }
-      gemm(MatView<Scalar>{da_t.data, N, 2 * H, da_t.rs, 1}, w_hh_p, dh_next.data(), H, false);
+      if (lbr) {
+        gemm(step_view(static_cast<const Scalar*>(da_h.data()), G, a.lay, t, n0, n1), w_hh_p, dh_next.data(), H,
+             false);
+      } else {
+        // (V6) d(rh) = da_n W_hn, then r's gradient and rh's share of dh_prev.
+        const MatView<Scalar> da_t = step_view(static_cast<const Scalar*>(da.data()), G, a.lay, t, n0, n1);
+        gemm(MatView<Scalar>{da_t.data + 2 * H, nb, H, da_t.rs, 1}, w_hn_p, drh.data(), H, false);
+        for (index_t n = n0; n < n1; ++n) {
+          if (!a.active(t, n)) continue;
+          const index_t row = a.lay.row(t, n), i = n - n0;
+          const Scalar* h_prev = cache.h_prev.data() + row * H;
+          const Scalar* pre = cache.pre.data() + row * G;
+          const Scalar* r = cache.gates.data() + row * G;
+          Scalar* d = da.data() + row * G;
+          for (index_t j = 0; j < H; ++j) {
+            d[j] = drh[i * H + j] * h_prev[j];
+            dh_direct[i * H + j] += drh[i * H + j] * r[j];
+          }
+          act_gradient_row(fn.f, fn.bound, d, pre, r, d, H);  // (V5)
+        }
+        gemm(MatView<Scalar>{da_t.data, nb, 2 * H, da_t.rs, 1}, w_hh_p, dh_next.data(), H, false);
+      }
+      for (index_t n = n0; n < n1; ++n) {
+        if (!a.active(t, n)) continue;
+        const index_t i = n - n0;
+        for (index_t j = 0; j < H; ++j) dh[i * H + j] = dh_next[i * H + j] + dh_direct[i * H + j];
+      }
     }
-    for (index_t n = 0; n < N; ++n) {
-      if (!a.active(t, n)) continue;
-      for (index_t j = 0; j < H; ++j) dh[n * H + j] = dh_next[n * H + j] + dh_direct[n * H + j];
-    }
-  }
+    std::copy(dh.begin(), dh.end(), a.dh0 + n0 * H);
+  });
 
   const index_t rows = a.lay.rows();
   input_side_gradients(a, G, matrix(static_cast<const Scalar*>(da.data()), rows, G));
@@ -297,7 +329,6 @@ void gru_variant_backward(const DirectionBackward<Scalar>& a) {
          a.g.w_hh + 2 * H * H, H, true);
     if (a.g.b_hh != nullptr) VectorMap<Scalar>(a.g.b_hh, G).noalias() += matrix(da.data(), rows, G).colwise().sum();
   }
-  std::copy(dh.begin(), dh.end(), a.dh0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,82 +349,74 @@ void lstm_variant_forward(const DirectionForward<Scalar>& a) {
     cache->pre.resize(a.lay.rows() * G);
     if (proj) cache->m.resize(a.lay.rows() * H);
   }
-  GateWindow<Scalar> gates(a, G, cache != nullptr ? &cache->gates : nullptr);  // (V1), input half
-  std::vector<Scalar> h, h_next(N * P), c, c_next(N * H), hp(N * G), m(proj ? N * H : 0);
-  load_state(a.h0, N * P, h);
-  load_state(a.c0, N * H, c);
+  GateWindow<Scalar> window(a, G, cache != nullptr ? &cache->gates : nullptr);  // (V1), input half
   PackedMatrix<Scalar> w_hh_t, w_hr_t;
   w_hh_t.pack({a.w.w_hh, P, G, 1, P});
   if (proj) w_hr_t.pack({a.w.w_hr, H, P, 1, H});
 
-  for (index_t k = 0; k < T; ++k) {
-    const index_t t = a.step_at(k);
-    gates.prepare(t);
-    if (cache != nullptr) {
-      Seq<Scalar>{cache->h_prev.data(), P, P}.step(a.lay, t) = matrix(h.data(), N, P);
-      Seq<Scalar>{cache->c_prev.data(), H, H}.step(a.lay, t) = matrix(c.data(), N, H);
-    }
-    recurrent_product(h.data(), N, P, w_hh_t, a.w.b_hh, hp.data(), G, G);  // (V1), recurrent half
-#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
-    for (index_t n = 0; n < N; ++n) {
-      Scalar* y = a.y.at(a.lay, t, n);
-      const Scalar* c_prev = c.data() + n * H;
-      Scalar* c_out = c_next.data() + n * H;
-      if (!a.active(t, n)) {
-        std::fill(y, y + P, Scalar(0));
-        std::copy(c_prev, c_prev + H, c_out);
-        std::copy(h.data() + n * P, h.data() + (n + 1) * P, h_next.data() + n * P);
-        continue;
+  // Each thread of the team carries the batch rows [n0, n1) through every step (see row_team).
+  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+    const index_t nb = n1 - n0;
+    auto gates = window.rows(n0, n1);
+    std::vector<Scalar> h, h_next(nb * P), c, c_next(nb * H), hp(nb * G), m(proj ? nb * H : 0);
+    load_state(a.h0, P, n0, n1, h);
+    load_state(a.c0, H, n0, n1, c);
+    for (index_t k = 0; k < T; ++k) {
+      const index_t t = a.step_at(k);
+      gates.prepare(t);
+      if (cache != nullptr) {
+        keep_rows(h.data(), P, a.lay, t, n0, n1, cache->h_prev.data());
+        keep_rows(c.data(), H, a.lay, t, n0, n1, cache->c_prev.data());
       }
-      Scalar* gate = gates.at(t, n);
-      Scalar* pre = cache != nullptr ? cache->pre.data() + a.lay.row(t, n) * G : nullptr;
-      const Scalar* p = hp.data() + n * G;
-      Scalar* m_out = proj ? m.data() + n * H : h_next.data() + n * P;
-      Scalar *i = gate, *f = gate + H, *g = gate + 2 * H, *o = gate + 3 * H;
-      for (index_t j = 0; j < G; ++j) gate[j] += p[j];  // (V1)
-      if (peep != nullptr) {
-        for (index_t j = 0; j < H; ++j) {
-          i[j] += peep[j] * c_prev[j];
-          f[j] += peep[H + j] * c_prev[j];
+      recurrent_product(h.data(), nb, P, w_hh_t, a.w.b_hh, hp.data(), G, G);  // (V1), recurrent half
+      for (index_t n = n0; n < n1; ++n) {
+        const index_t r = n - n0;
+        Scalar* y = a.y.at(a.lay, t, n);
+        const Scalar* c_prev = c.data() + r * H;
+        Scalar* c_out = c_next.data() + r * H;
+        if (!a.active(t, n)) {
+          std::fill(y, y + P, Scalar(0));
+          std::copy(c_prev, c_prev + H, c_out);
+          std::copy(h.data() + r * P, h.data() + (r + 1) * P, h_next.data() + r * P);
+          continue;
         }
-      }
-      if (pre != nullptr) std::copy(gate, gate + 3 * H, pre);
-      // (V3): i and f are one block of f unless f = 1 - i
-      act_row(fn.f, fn.bound, i, i, coupled ? H : 2 * H);
-      if (coupled) {
-        for (index_t j = 0; j < H; ++j) f[j] = Scalar(1) - i[j];
-      }
-      act_row(fn.g, fn.bound, g, g, H);
-      for (index_t j = 0; j < H; ++j) c_out[j] = f[j] * c_prev[j] + i[j] * g[j];
-      if (peep != nullptr) {
-        for (index_t j = 0; j < H; ++j) o[j] += peep[2 * H + j] * c_out[j];
-      }
-      if (pre != nullptr) std::copy(o, o + H, pre + 3 * H);
-      act_row(fn.f, fn.bound, o, o, H);  // (V4)
-      act_row(fn.h, Scalar(0), c_out, m_out, H);
-      for (index_t j = 0; j < H; ++j) m_out[j] *= o[j];
-      if (!proj) std::copy(m_out, m_out + H, y);
-    }
-    if (proj) {
-      // (V4) one GEMM for the whole batch; rows of finished sequences are restored below.
-      gemm(rows_view(m.data(), N, H, H), w_hr_t, h_next.data(), P, false);
-      for (index_t n = 0; n < N; ++n) {
-        Scalar* h_row = h_next.data() + n * P;
-        if (a.active(t, n)) {
-          std::copy(h_row, h_row + P, a.y.at(a.lay, t, n));
-          if (cache != nullptr)
-            std::copy(m.data() + n * H, m.data() + (n + 1) * H, cache->m.data() + a.lay.row(t, n) * H);
-        } else {
-          std::copy(h.data() + n * P, h.data() + (n + 1) * P, h_row);
+        Scalar* gate = gates.at(t, n);
+        Scalar* pre = cache != nullptr ? cache->pre.data() + a.lay.row(t, n) * G : nullptr;
+        const Scalar* p = hp.data() + r * G;
+        Scalar* m_out = proj ? m.data() + r * H : h_next.data() + r * P;
+        Scalar *i = gate, *f = gate + H, *g = gate + 2 * H, *o = gate + 3 * H;
+        for (index_t j = 0; j < G; ++j) gate[j] += p[j];  // (V1)
+        if (peep != nullptr) {
+          for (index_t j = 0; j < H; ++j) {
+            i[j] += peep[j] * c_prev[j];
+            f[j] += peep[H + j] * c_prev[j];
+          }
         }
+        if (pre != nullptr) std::copy(gate, gate + 3 * H, pre);
+        // (V3): i and f are one block of f unless f = 1 - i
+        act_row(fn.f, fn.bound, i, i, coupled ? H : 2 * H);
+        if (coupled) {
+          for (index_t j = 0; j < H; ++j) f[j] = Scalar(1) - i[j];
+        }
+        act_row(fn.g, fn.bound, g, g, H);
+        for (index_t j = 0; j < H; ++j) c_out[j] = f[j] * c_prev[j] + i[j] * g[j];
+        if (peep != nullptr) {
+          for (index_t j = 0; j < H; ++j) o[j] += peep[2 * H + j] * c_out[j];
+        }
+        if (pre != nullptr) std::copy(o, o + H, pre + 3 * H);
+        act_row(fn.f, fn.bound, o, o, H);  // (V4)
+        act_row(fn.h, Scalar(0), c_out, m_out, H);
+        for (index_t j = 0; j < H; ++j) m_out[j] *= o[j];
+        if (!proj) std::copy(m_out, m_out + H, y);
       }
+      if (proj) project_block(a, t, n0, n1, w_hr_t, m.data(), h.data(), h_next.data());  // (V4)
+      if (cache != nullptr) keep_rows(c_next.data(), H, a.lay, t, n0, n1, cache->c.data());
+      h.swap(h_next);
+      c.swap(c_next);
     }
-    if (cache != nullptr) Seq<Scalar>{cache->c.data(), H, H}.step(a.lay, t) = matrix(c_next.data(), N, H);
-    h.swap(h_next);
-    c.swap(c_next);
-  }
-  std::copy(h.begin(), h.end(), a.h_n);
-  if (a.c_n != nullptr) std::copy(c.begin(), c.end(), a.c_n);
+    std::copy(h.begin(), h.end(), a.h_n + n0 * P);
+    if (a.c_n != nullptr) std::copy(c.begin(), c.end(), a.c_n + n0 * H);
+  });
 }
 
 template <typename Scalar>
@@ -405,74 +428,66 @@ void lstm_variant_backward(const DirectionBackward<Scalar>& a) {
   const CellFunctions<Scalar> fn(*a.config, direction_index(a));
   const LayerCache<Scalar>& cache = *a.cache;
   std::vector<Scalar> da(rows * G, Scalar(0)), dh_seq(proj ? rows * P : 0, Scalar(0));
-  std::vector<Scalar> dh, dc, dh_next(N * P), dm(proj ? N * H : 0);
-  std::vector<Scalar> work(N * 3 * H);  // per batch row: h(c), the gradient of m, the gradient of c
-  load_state(a.dh_n, N * P, dh);
-  load_state(a.dc_n, N * H, dc);
   PackedMatrix<Scalar> w_hh_p, w_hr_p;
   w_hh_p.pack(rows_view(a.w.w_hh, G, P, P));
   if (proj) w_hr_p.pack(rows_view(a.w.w_hr, P, H, H));
 
-  for (index_t k = T - 1; k >= 0; --k) {
-    const index_t t = a.step_at(k);
-    if (proj) {
-      // (V4) dm = dh W_hr, after adding this step's output gradient.
-      for (index_t n = 0; n < N; ++n) {
+  // The dh and dc recurrences of rows n need only rows n: each thread carries its own block.
+  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+    const index_t nb = n1 - n0;
+    std::vector<Scalar> dh, dc, dh_next(nb * P), dm(proj ? nb * H : 0);
+    std::vector<Scalar> work(3 * H);  // h(c), the gradient of m, the gradient of c (one batch row)
+    load_state(a.dh_n, P, n0, n1, dh);
+    load_state(a.dc_n, H, n0, n1, dc);
+    for (index_t k = T - 1; k >= 0; --k) {
+      const index_t t = a.step_at(k);
+      if (proj) project_block_backward(a, t, n0, n1, w_hr_p, dh.data(), dh_seq.data(), dm.data());  // (V4)
+      record_step_dh(a, t, dh.data(), P, proj, n0, n1);
+      for (index_t n = n0; n < n1; ++n) {
         if (!a.active(t, n)) continue;
-        Scalar* dh_row = dh.data() + n * P;
-        if (a.dy.data != nullptr) {
-          const Scalar* dy = a.dy.at(a.lay, t, n);
-          for (index_t j = 0; j < P; ++j) dh_row[j] += dy[j];
+        const index_t row = a.lay.row(t, n), r = n - n0;
+        const Scalar* gate = cache.gates.data() + row * G;
+        const Scalar* pre = cache.pre.data() + row * G;
+        const Scalar* c = cache.c.data() + row * H;
+        const Scalar* c_prev = cache.c_prev.data() + row * H;
+        const Scalar* dy = (proj || a.dy.data == nullptr) ? nullptr : a.dy.at(a.lay, t, n);
+        const Scalar* dm_row = proj ? dm.data() + r * H : dh.data() + r * P;
+        Scalar* dc_row = dc.data() + r * H;
+        Scalar* d = da.data() + row * G;
+        const Scalar *i = gate, *f = gate + H, *g = gate + 2 * H, *o = gate + 3 * H;
+        Scalar *hc = work.data(), *dm_j = hc + H, *dc_j = hc + 2 * H;
+        for (index_t j = 0; j < H; ++j) dm_j[j] = dm_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
+        act_row(fn.h, Scalar(0), c, hc, H);
+        for (index_t j = 0; j < H; ++j) d[3 * H + j] = dm_j[j] * hc[j];  // (V4): da_o
+        act_gradient_row(fn.f, fn.bound, d + 3 * H, pre + 3 * H, o, d + 3 * H, H);
+        for (index_t j = 0; j < H; ++j) dc_j[j] = dm_j[j] * o[j];
+        act_gradient_row(fn.h, Scalar(0), dc_j, c, hc, dc_j, H);
+        for (index_t j = 0; j < H; ++j) dc_j[j] += dc_row[j];
+        if (peep != nullptr) {
+          for (index_t j = 0; j < H; ++j) dc_j[j] += d[3 * H + j] * peep[2 * H + j];
         }
-        std::copy(dh_row, dh_row + P, dh_seq.data() + a.lay.row(t, n) * P);
+        if (a.record_dc != nullptr) std::copy(dc_j, dc_j + H, a.record_dc + row * H);
+        for (index_t j = 0; j < H; ++j) {
+          const Scalar df = dc_j[j] * c_prev[j];  // (V3)
+          d[j] = coupled ? dc_j[j] * g[j] - df : dc_j[j] * g[j];  // f = 1 - i when coupled
+          d[H + j] = coupled ? Scalar(0) : df;
+          d[2 * H + j] = dc_j[j] * i[j];
+        }
+        act_gradient_row(fn.f, fn.bound, d, pre, i, d, coupled ? H : 2 * H);
+        act_gradient_row(fn.g, fn.bound, d + 2 * H, pre + 2 * H, g, d + 2 * H, H);
+        for (index_t j = 0; j < H; ++j) {
+          Scalar dc_prev = dc_j[j] * f[j];
+          if (peep != nullptr) dc_prev += d[j] * peep[j] + d[H + j] * peep[H + j];
+          dc_row[j] = dc_prev;
+        }
       }
-      gemm(rows_view(dh.data(), N, P, P), w_hr_p, dm.data(), H, false);
+      // (V1) dh_prev = da W_hh; sequences already finished keep carrying dh unchanged.
+      gemm(step_view(static_cast<const Scalar*>(da.data()), G, a.lay, t, n0, n1), w_hh_p, dh_next.data(), P, false);
+      carry_active_rows(a, t, n0, n1, dh_next.data(), P, dh.data());
     }
-    record_step_dh(a, t, dh.data(), P, proj);
-#pragma omp parallel for schedule(static) if (N * G >= kParallelWork)
-    for (index_t n = 0; n < N; ++n) {
-      if (!a.active(t, n)) continue;
-      const index_t row = a.lay.row(t, n);
-      const Scalar* gate = cache.gates.data() + row * G;
-      const Scalar* pre = cache.pre.data() + row * G;
-      const Scalar* c = cache.c.data() + row * H;
-      const Scalar* c_prev = cache.c_prev.data() + row * H;
-      const Scalar* dy = (proj || a.dy.data == nullptr) ? nullptr : a.dy.at(a.lay, t, n);
-      const Scalar* dm_row = proj ? dm.data() + n * H : dh.data() + n * P;
-      Scalar* dc_row = dc.data() + n * H;
-      Scalar* d = da.data() + row * G;
-      const Scalar *i = gate, *f = gate + H, *g = gate + 2 * H, *o = gate + 3 * H;
-      Scalar *hc = work.data() + n * 3 * H, *dm_j = hc + H, *dc_j = hc + 2 * H;
-      for (index_t j = 0; j < H; ++j) dm_j[j] = dm_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
-      act_row(fn.h, Scalar(0), c, hc, H);
-      for (index_t j = 0; j < H; ++j) d[3 * H + j] = dm_j[j] * hc[j];  // (V4): da_o
-      act_gradient_row(fn.f, fn.bound, d + 3 * H, pre + 3 * H, o, d + 3 * H, H);
-      for (index_t j = 0; j < H; ++j) dc_j[j] = dm_j[j] * o[j];
-      act_gradient_row(fn.h, Scalar(0), dc_j, c, hc, dc_j, H);
-      for (index_t j = 0; j < H; ++j) dc_j[j] += dc_row[j];
-      if (peep != nullptr) {
-        for (index_t j = 0; j < H; ++j) dc_j[j] += d[3 * H + j] * peep[2 * H + j];
-      }
-      if (a.record_dc != nullptr) std::copy(dc_j, dc_j + H, a.record_dc + row * H);
-      for (index_t j = 0; j < H; ++j) {
-        const Scalar df = dc_j[j] * c_prev[j];  // (V3)
-        d[j] = coupled ? dc_j[j] * g[j] - df : dc_j[j] * g[j];  // f = 1 - i when coupled
-        d[H + j] = coupled ? Scalar(0) : df;
-        d[2 * H + j] = dc_j[j] * i[j];
-      }
-      act_gradient_row(fn.f, fn.bound, d, pre, i, d, coupled ? H : 2 * H);
-      act_gradient_row(fn.g, fn.bound, d + 2 * H, pre + 2 * H, g, d + 2 * H, H);
-      for (index_t j = 0; j < H; ++j) {
-        Scalar dc_prev = dc_j[j] * f[j];
-        if (peep != nullptr) dc_prev += d[j] * peep[j] + d[H + j] * peep[H + j];
-        dc_row[j] = dc_prev;
-      }
-    }
-    // (V1) dh_prev = da W_hh; sequences already finished keep carrying dh unchanged.
-    gemm(step_view(da.data(), G, a.lay, t), w_hh_p, dh_next.data(), P, false);
-    for (index_t n = 0; n < N; ++n)
-      if (a.active(t, n)) std::copy(dh_next.data() + n * P, dh_next.data() + (n + 1) * P, dh.data() + n * P);
-  }
+    std::copy(dh.begin(), dh.end(), a.dh0 + n0 * P);
+    if (a.dc0 != nullptr) std::copy(dc.begin(), dc.end(), a.dc0 + n0 * H);
+  });
 
   input_side_gradients(a, G, matrix(static_cast<const Scalar*>(da.data()), rows, G));
   recurrent_side_gradients(a, da, G, cache.h_prev, P);
@@ -492,8 +507,6 @@ void lstm_variant_backward(const DirectionBackward<Scalar>& a) {
       }
     }
   }
-  std::copy(dh.begin(), dh.end(), a.dh0);
-  if (a.dc0 != nullptr) std::copy(dc.begin(), dc.end(), a.dc0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -38,6 +38,12 @@ SCRIPT = textwrap.dedent("""
             out, state = m(x, lengths=lengths)
             dx, dstate = m.backward(rng.standard_normal(out.shape).astype(dtype))
             arrays = {"out": out, "dx": dx}
+            m.eval()  # inference: each thread projects its own rows' inputs window by window
+            infer, infer_state = m(x, lengths=lengths)
+            m.train()
+            arrays["inference out"] = infer
+            for k, a in enumerate(infer_state if isinstance(infer_state, tuple) else (infer_state,)):
+                arrays[f"inference state[{k}]"] = a
             for name, s in (("state", state), ("dstate0", dstate)):
                 for k, a in enumerate(s if isinstance(s, tuple) else (s,)):
                     arrays[f"{name}[{k}]"] = a

@@ -15,9 +15,6 @@
 
 namespace gatecell::detail {
 
-// Pointwise loops go parallel only when a step has enough work to pay for the fork.
-constexpr index_t kParallelWork = 1 << 14;
-
 template <typename Scalar>
 struct DirectionForward {
   const NetworkConfig* config;
@@ -71,6 +68,12 @@ template <typename Scalar> void gru_direction_backward(const DirectionBackward<S
 template <typename Scalar>
 MatView<Scalar> step_view(const Scalar* data, index_t cols, const Layout& lay, index_t t) {
   return {data + lay.row(t, 0) * cols, lay.batch, cols, cols * lay.batch_stride(), 1};
+}
+
+// The rows [n0, n1) of step t of a sequence buffer, as a [n1 - n0, cols] view.
+template <typename Scalar>
+MatView<Scalar> step_view(const Scalar* data, index_t cols, const Layout& lay, index_t t, index_t n0, index_t n1) {
+  return {data + lay.row(t, n0) * cols, n1 - n0, cols, cols * lay.batch_stride(), 1};
 }
 
 // out = x W_ih^T + b_ih, one row of G per row of x.
@@ -188,6 +191,46 @@ int row_team(index_t batch) {
   constexpr index_t kMinRows = 4;
   if (omp_in_parallel() || !gemm_rows_independent<Scalar>()) return 1;
   return static_cast<int>(std::max<index_t>(1, std::min<index_t>(omp_get_max_threads(), batch / kMinRows)));
+}
+
+// The LSTM projection h = m W_hr^T of one step for the batch rows [n0, n1) of a row team: one GEMM
+// for the block into h_next, then the running rows' h goes to y (and m to the training cache),
+// while the finished ones get their h back from h.
+//   m, h, h_next: [n1 - n0, H], [n1 - n0, P], [n1 - n0, P] dense blocks
+template <typename Scalar>
+void project_block(const DirectionForward<Scalar>& a, index_t t, index_t n0, index_t n1,
+                   const PackedMatrix<Scalar>& w_hr_t, const Scalar* m, const Scalar* h, Scalar* h_next) {
+  const index_t H = a.config->hidden_size, P = a.config->output_size();
+  gemm(rows_view(m, n1 - n0, H, H), w_hr_t, h_next, P, false);
+  for (index_t n = n0; n < n1; ++n) {
+    const index_t r = n - n0;
+    Scalar* h_row = h_next + r * P;
+    if (a.active(t, n)) {
+      std::copy(h_row, h_row + P, a.y.at(a.lay, t, n));
+      if (a.cache != nullptr) std::copy(m + r * H, m + (r + 1) * H, a.cache->m.data() + a.lay.row(t, n) * H);
+    } else {
+      std::copy(h + r * P, h + (r + 1) * P, h_row);
+    }
+  }
+}
+
+// Backward through project_block at step t: the running rows add dy_t to dh (and keep the sum in
+// dh_seq, for dW_hr after the loop), then dm = dh W_hr for the block.
+//   dh, dm: [n1 - n0, P], [n1 - n0, H] dense blocks; dh_seq: [rows, P] in the row order of x
+template <typename Scalar>
+void project_block_backward(const DirectionBackward<Scalar>& a, index_t t, index_t n0, index_t n1,
+                            const PackedMatrix<Scalar>& w_hr_p, Scalar* dh, Scalar* dh_seq, Scalar* dm) {
+  const index_t H = a.config->hidden_size, P = a.config->output_size();
+  for (index_t n = n0; n < n1; ++n) {
+    if (!a.active(t, n)) continue;
+    Scalar* dh_row = dh + (n - n0) * P;
+    if (a.dy.data != nullptr) {
+      const Scalar* dy = a.dy.at(a.lay, t, n);
+      for (index_t j = 0; j < P; ++j) dh_row[j] += dy[j];
+    }
+    std::copy(dh_row, dh_row + P, dh_seq + a.lay.row(t, n) * P);
+  }
+  gemm(rows_view(dh, n1 - n0, P, P), w_hr_p, dm, H, false);
 }
 
 // Runs body(n0, n1) once per thread of a team of `team`, over a fixed split of the batch rows
