@@ -310,3 +310,43 @@ def test_to_torch_refuses_variants():
         gc.LSTM(2, 3, peepholes=True).to_torch()
     with pytest.raises(ValueError, match="activations"):
         gc.GRU(2, 3, activations=["Sigmoid", "Relu"]).to_torch()
+
+
+@pytest.mark.parametrize("kind,kw", [
+    ("rnn", {"activations": [("LeakyRelu", 0.1)], "clip": 2.0}),
+    ("gru", {"activations": ["Softsign", ("ScaledTanh", 1.2, 0.8)], "clip": 2.5, "linear_before_reset": True}),
+    ("gru", {"activations": ["HardSigmoid", "Tanh"], "linear_before_reset": False}),
+    ("lstm", {"peepholes": True, "proj_size": 3}),
+    ("lstm", {"activations": [("HardSigmoid", 0.2, 0.5), ("Elu", 1.0), "Softsign"], "clip": 3.0,
+              "input_forget": True, "peepholes": True}),
+])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_row_teams_match_one_thread_bitwise(kind, kw, batch_first):
+    """At 2 threads each thread carries its own block of batch rows through the time loop (13 rows:
+    blocks of 6 and 7); forward (training and inference), final states and every gradient are
+    bitwise those of 1 thread, with sequences ending at different steps."""
+    rng = np.random.default_rng(len(kind) + 7 * len(kw) + batch_first)
+    T, N, I, H = 9, 13, 6, 7
+    m = CLASSES[kind](I, H, batch_first=batch_first, dtype=np.float32, seed=3, **kw)
+    x = rng.standard_normal((N, T, I) if batch_first else (T, N, I)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, size=N)
+    hout = kw.get("proj_size", 0) or H
+    dy = rng.standard_normal((N, T, hout) if batch_first else (T, N, hout)).astype(np.float32)
+    h0 = rng.standard_normal((1, N, hout)).astype(np.float32)
+    state0 = (h0, rng.standard_normal((1, N, H)).astype(np.float32)) if kind == "lstm" else h0
+    threads = gc.get_num_threads()
+    runs = []
+    try:
+        for t in (1, 2):
+            gc.set_num_threads(t)
+            m.zero_grad()
+            out, state = m.train()(x, state0, lengths=lengths)
+            dx, dstate = m.backward(dy)
+            infer, infer_state = m.eval()(x, state0, lengths=lengths)
+            arrays = [out, dx, infer] + [v for s in (state, dstate, infer_state)
+                                         for v in (s if isinstance(s, tuple) else (s,))]
+            runs.append(arrays + [m.grads[name].copy() for name in sorted(m.grads)])
+    finally:
+        gc.set_num_threads(threads)
+    for one, two in zip(*runs):
+        np.testing.assert_array_equal(one, two)
