@@ -5,19 +5,19 @@
 // time; everything else through single-threaded Eigen. Threads split C by fixed column panels,
 // so every element is summed in the same order whatever the number of threads.
 
-#include <memory>
 #include <utility>
 #include <vector>
 
+#include "gatecell/aligned.hpp"
 #include "gatecell/shapes.hpp"
 
 namespace gatecell::detail {
 
-// std::allocator whose resize leaves new elements uninitialised: a buffer written in full before
-// it is read skips a zero-fill pass, and its fresh pages are first touched by the threads that
-// write them rather than by the one that allocated them.
+// An allocator whose resize leaves new elements uninitialised, on 64-byte boundaries: a buffer
+// written in full before it is read skips a zero-fill pass, its fresh pages are first touched by
+// the threads that write them, and the kernels' 32-byte loads from it never straddle two lines.
 template <typename T>
-struct UninitAllocator : std::allocator<T> {
+struct UninitAllocator : AlignedAllocator<T> {
   template <typename U>
   struct rebind {
     using other = UninitAllocator<U>;
