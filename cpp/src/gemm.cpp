@@ -27,6 +27,7 @@ constexpr index_t kPanel = 16;          // columns per packed panel: two 8-float
 constexpr index_t kDepthBlock = 256;    // k per block: a 16 KiB panel slice stays in L1
 constexpr index_t kRowBlock = 96;       // rows of A per block: stays in L2 across panels
 constexpr double kParallelMacs = 1 << 19;  // below this, a fork costs more than it saves
+constexpr double kParallelPack = 1 << 16;  // elements of B: 256 KiB of float take longer to pack than a fork
 
 index_t panel_count(index_t cols) { return (cols + kPanel - 1) / kPanel; }
 
@@ -40,13 +41,19 @@ void PackedMatrix<Scalar>::pack(const MatView<Scalar>& b) {
     return;
   }
   const index_t K = b.rows, P = panel_count(b.cols);
-  panels_.assign(P * K * kPanel, Scalar(0));
+  panels_.resize(P * K * kPanel);  // every element, padding included, is written below
+  // The time loops pack their weights before their thread team starts: a serial pack of W_hh
+  // (1 MiB for H = 256) would keep the other threads waiting.
+  const bool parallel = P > 1 && static_cast<double>(K) * b.cols >= kParallelPack && omp_get_max_threads() > 1 &&
+                        !omp_in_parallel();
+#pragma omp parallel for schedule(static) if (parallel)
   for (index_t p = 0; p < P; ++p) {
     const index_t width = std::min(kPanel, b.cols - p * kPanel);
     Scalar* dst = panels_.data() + p * K * kPanel;
     for (index_t k = 0; k < K; ++k) {
       const Scalar* src = b.data + k * b.rs + p * kPanel * b.cs;
       for (index_t j = 0; j < width; ++j) dst[k * kPanel + j] = src[j * b.cs];
+      for (index_t j = width; j < kPanel; ++j) dst[k * kPanel + j] = Scalar(0);
     }
   }
 }

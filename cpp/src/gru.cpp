@@ -40,7 +40,8 @@ void gru_direction_forward(const DirectionForward<Scalar>& a) {
   for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     auto gates = window.rows(n0, n1);
-    std::vector<Scalar> h, hp(nb * G), rh(lbr ? 0 : nb * H, Scalar(0));
+    std::vector<Scalar> h, rh(lbr ? 0 : nb * H, Scalar(0));
+    Buffer<Scalar> hp(nb * G);  // recurrent products, written in full by each step's GEMMs
     load_state(a.h0, H, n0, n1, h);
     auto add_bias = [&](index_t i, index_t from, index_t count) {  // b_hh's columns [from, from + count)
       if (a.w.b_hh != nullptr)

@@ -39,7 +39,8 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
   for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     auto gates = window.rows(n0, n1);
-    std::vector<Scalar> h, h_next(nb * P), c, c_next(nb * H), hp(nb * G), m(proj ? nb * H : 0);
+    std::vector<Scalar> h, h_next(nb * P), c, c_next(nb * H), m(proj ? nb * H : 0);
+    Buffer<Scalar> hp(nb * G);  // h_prev W_hh^T, written in full by each step's GEMM
     load_state(a.h0, P, n0, n1, h);
     load_state(a.c0, H, n0, n1, c);
     for (index_t k = 0; k < T; ++k) {

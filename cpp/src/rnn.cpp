@@ -31,7 +31,8 @@ void rnn_direction_forward(const DirectionForward<Scalar>& a) {
   for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     auto gates = window.rows(n0, n1);
-    std::vector<Scalar> h, hp(nb * H);
+    std::vector<Scalar> h;
+    Buffer<Scalar> hp(nb * H);  // h_prev W_hh^T, written in full by each step's GEMM
     load_state(a.h0, H, n0, n1, h);
     for (index_t k = 0; k < T; ++k) {
       const index_t t = a.step_at(k);

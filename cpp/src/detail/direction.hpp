@@ -138,7 +138,7 @@ class GateWindow {
    private:
     const GateWindow* owner_;
     index_t n0_, nb_, span_ = 0, lo_ = 0, hi_ = 0;
-    std::vector<Scalar> scratch_, x_rows_;
+    Buffer<Scalar> scratch_, x_rows_;  // written before they are read
     Scalar* data_ = nullptr;
   };
 
@@ -151,14 +151,15 @@ class GateWindow {
       keep->resize(a.lay.rows() * G_);
       data_ = keep->data();
       project(rows_view(a.x.data, a.lay.rows(), in, a.x.ld), data_);
-    } else {
-      whole_ = std::make_unique<Rows>(*this, 0, a.lay.batch);
     }
   }
 
   // Makes step t available for every batch row; called by one thread at the start of each step.
   void prepare(index_t t) {
-    if (!all_) whole_->prepare(t);
+    if (all_) return;
+    // Made on first use: the sequence kernels, whose threads each take rows(), never need it.
+    if (!whole_) whole_ = std::make_unique<Rows>(*this, 0, a_.lay.batch);
+    whole_->prepare(t);
   }
 
   // The G*H projections of (t, n); t must have been prepared (training: any t).

@@ -5,11 +5,39 @@
 // time; everything else through single-threaded Eigen. Threads split C by fixed column panels,
 // so every element is summed in the same order whatever the number of threads.
 
+#include <utility>
 #include <vector>
 
+#include "gatecell/aligned.hpp"
 #include "gatecell/shapes.hpp"
 
 namespace gatecell::detail {
+
+// An allocator whose resize leaves new elements uninitialised, on 64-byte boundaries: a buffer
+// written in full before it is read skips a zero-fill pass, its fresh pages are first touched by
+// the threads that write them, and the kernels' 32-byte loads from it never straddle two lines.
+template <typename T>
+struct UninitAllocator : AlignedAllocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  UninitAllocator() = default;
+  template <typename U>
+  UninitAllocator(const UninitAllocator<U>&) noexcept {}
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+// A scratch buffer of scalars whose resize does not zero (see UninitAllocator).
+template <typename Scalar>
+using Buffer = std::vector<Scalar, UninitAllocator<Scalar>>;
 
 // A strided matrix: element (i, j) at data[i * rs + j * cs].
 template <typename Scalar>
@@ -30,6 +58,7 @@ template <typename Scalar>
 class PackedMatrix {
  public:
   // Packs b (the data stays referenced on the portable path); reuses the buffer when it fits.
+  // Outside a parallel region a large b is packed by all threads, one block of panels each.
   void pack(const MatView<Scalar>& b);
   const MatView<Scalar>& view() const { return b_; }
   const Scalar* panels() const { return panels_.data(); }
@@ -37,7 +66,7 @@ class PackedMatrix {
 
  private:
   MatView<Scalar> b_{nullptr, 0, 0, 0, 0};
-  std::vector<Scalar> panels_;  // [ceil(cols/16), rows, 16], zero-padded
+  Buffer<Scalar> panels_;  // [ceil(cols/16), rows, 16], zero-padded
 };
 
 // c = a b (accumulate: c += a b); c is row-major [a.rows, b.cols] with rows ldc apart.
