@@ -124,8 +124,10 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
   const Seq<const Scalar> gates{cache.gates.data(), G, G};
   const Seq<const Scalar> c_seq{cache.c.data(), H, H}, c_prev_seq{cache.c_prev.data(), H, H};
 
-  std::vector<Scalar> da(a.lay.rows() * G, Scalar(0));    // dL/da for every step, row order of x
-  std::vector<Scalar> dh_seq(proj ? a.lay.rows() * P : 0, Scalar(0));  // dL/dh per step (for dW_hr)
+  std::vector<Scalar>& da = cache.da;          // dL/da for every step, row order of x
+  std::vector<Scalar>& dh_seq = cache.dh_seq;  // dL/dh per step (for dW_hr)
+  da.assign(a.lay.rows() * G, Scalar(0));
+  dh_seq.assign(proj ? a.lay.rows() * P : 0, Scalar(0));
   const Seq<Scalar> da_seq{da.data(), G, G};
   PackedMatrix<Scalar> w_hh_p, w_hr_p;
   w_hh_p.pack(rows_view(a.w.w_hh, G, P, P));
