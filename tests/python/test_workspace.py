@@ -316,3 +316,21 @@ def test_sequential_training_loop_matches_new_model():
             net.zero_grad()
             results.append([net(x, lengths=lengths), net.backward(dout)] + _flatten(net.grads))
         _assert_same(results[0], results[1], f"Sequential T={steps} N={batch}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_two_forwards_then_backward(dtype):
+    """The second forward refills the first one's cache; backward differentiates the second, as with new caches."""
+    m = gc.LSTM(INPUT, 4, num_layers=2, bidirectional=True, dropout=0.25, seed=0, dtype=dtype).train()
+    rng = np.random.default_rng(8)
+    x1, x2 = rng.standard_normal((9, 3, INPUT)).astype(dtype), rng.standard_normal((4, 2, INPUT)).astype(dtype)
+    dout = rng.standard_normal((4, 2, 8)).astype(dtype)
+    twin = _twin(m)
+    m(x1, lengths=[9, 2, 5])
+    first = id(m._saved["cache"])
+    out = m(x2)
+    assert id(m._saved["cache"]) == first
+    twin(x1, lengths=[9, 2, 5])
+    expected = twin(x2)
+    _assert_same(_flatten([expected, twin.backward(dout), twin.grads]), _flatten([out, m.backward(dout), m.grads]),
+                 "second forward's backward")
