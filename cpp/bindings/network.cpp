@@ -80,8 +80,17 @@ std::vector<Out> read_weights(const NetworkConfig& c, const py::sequence& seq, s
 template <typename Scalar>
 py::tuple forward_impl(const NetworkConfig& c, const py::sequence& weights_seq, const py::array& x_arr,
                        const py::object& lengths_obj, const py::object& h0_obj, const py::object& c0_obj,
-                       bool batch_first, bool training, std::uint64_t seed) {
+                       bool batch_first, bool training, std::uint64_t seed, const py::object& reuse) {
   c.validate();
+  NetworkCache<Scalar>* refilled = nullptr;  // the caller's cache to refill, or null for a new one
+  if (!reuse.is_none()) {
+    if (!training) throw ShapeError("cache: expected None in inference (training=False), got a cache");
+    if (!py::isinstance<NetworkCache<Scalar>>(reuse))
+      throw TypeError_(std::string("cache: expected a ") + dtype_name<Scalar>() +
+                       " cache from network_forward(training=True), got " +
+                       std::string(py::str(py::type::handle_of(reuse).attr("__name__"))));
+    refilled = &reuse.cast<NetworkCache<Scalar>&>();
+  }
   if (x_arr.ndim() != 3)
     throw ShapeError("x: expected 3 dimensions, got shape " + shape_str(shape_of(x_arr)));
   const index_t T = batch_first ? x_arr.shape(1) : x_arr.shape(0);
@@ -105,15 +114,17 @@ py::tuple forward_impl(const NetworkConfig& c, const py::sequence& weights_seq, 
   py::array h_n = empty_array<Scalar>({L * D, N, P});
   if (c.has_cell_state()) c_n = empty_array<Scalar>({L * D, N, H});
   std::unique_ptr<NetworkCache<Scalar>> cache;
-  if (training) cache = std::make_unique<NetworkCache<Scalar>>();
+  if (training && refilled == nullptr) cache = std::make_unique<NetworkCache<Scalar>>();
+  if (refilled != nullptr) refilled->record_grads = false;  // reads like a new cache
+  NetworkCache<Scalar>* target = refilled != nullptr ? refilled : cache.get();
   {
     py::gil_scoped_release release;
     network_forward<Scalar>(c, weights, SequenceShape{T, N, batch_first}, cptr<Scalar>(x),
                             lengths ? cptr<index_t>(*lengths) : nullptr, h0 ? cptr<Scalar>(*h0) : nullptr,
                             c0 ? cptr<Scalar>(*c0) : nullptr, mptr<Scalar>(y), mptr<Scalar>(h_n),
-                            c_n ? mptr<Scalar>(*c_n) : nullptr, cache.get(), seed);
+                            c_n ? mptr<Scalar>(*c_n) : nullptr, target, seed);
   }
-  py::object cache_obj = training ? py::cast(std::move(cache)) : py::none();
+  py::object cache_obj = refilled != nullptr ? reuse : training ? py::cast(std::move(cache)) : py::none();
   py::object c_n_obj = c_n ? py::object(*c_n) : py::none();
   return py::make_tuple(y, h_n, c_n_obj, cache_obj);
 }
@@ -214,17 +225,20 @@ void bind_network(py::module_& m) {
   m.def(
       "network_forward",
       [](const NetworkConfig& c, const py::sequence& weights, const py::array& x, const py::object& lengths,
-         const py::object& h0, const py::object& c0, bool batch_first, bool training, std::uint64_t seed) {
+         const py::object& h0, const py::object& c0, bool batch_first, bool training, std::uint64_t seed,
+         const py::object& cache) {
         if (x.dtype().is(py::dtype::of<float>()))
-          return forward_impl<float>(c, weights, x, lengths, h0, c0, batch_first, training, seed);
+          return forward_impl<float>(c, weights, x, lengths, h0, c0, batch_first, training, seed, cache);
         if (x.dtype().is(py::dtype::of<double>()))
-          return forward_impl<double>(c, weights, x, lengths, h0, c0, batch_first, training, seed);
+          return forward_impl<double>(c, weights, x, lengths, h0, c0, batch_first, training, seed, cache);
         throw TypeError_("x: expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));
       },
       py::arg("config"), py::arg("weights"), py::arg("x").noconvert(), py::arg("lengths") = py::none(),
       py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::arg("batch_first") = false,
-      py::arg("training") = false, py::arg("seed") = 0,
-      "Forward over whole sequences -> (y, h_n, c_n or None, cache or None).");
+      py::arg("training") = false, py::arg("seed") = 0, py::arg("cache") = py::none(),
+      "Forward over whole sequences -> (y, h_n, c_n or None, cache or None). In training, `cache` may be "
+      "an earlier call's cache that nothing else still needs: it is refilled in place and returned, its "
+      "buffers reused (record_grads reset, older contents gone), instead of a new one being allocated.");
 
   m.def(
       "network_backward",

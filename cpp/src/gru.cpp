@@ -105,7 +105,11 @@ void gru_direction_backward(const DirectionBackward<Scalar>& a) {
 
   // da: gradient of the input-side pre-activations [x_r, x_z, x_n] (G1). With linear before
   // reset, the recurrent side's differs in the n block (r * da_n), so it gets its own buffer.
-  std::vector<Scalar> da(a.lay.rows() * G, Scalar(0)), da_h(lbr ? a.lay.rows() * G : 0, Scalar(0));
+  // Both are kept in the cache between calls.
+  std::vector<Scalar>& da = cache.da;
+  std::vector<Scalar>& da_h = cache.da_h;
+  da.assign(a.lay.rows() * G, Scalar(0));
+  da_h.assign(lbr ? a.lay.rows() * G : 0, Scalar(0));
   const Seq<Scalar> da_seq{da.data(), G, G}, da_h_seq{da_h.data(), G, G};
   PackedMatrix<Scalar> w_hh_p, w_hn_p;  // lbr: all of W_hh; original: its r z rows, then its n rows
   w_hh_p.pack(rows_view(a.w.w_hh, lbr ? G : 2 * H, H, H));

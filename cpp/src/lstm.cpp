@@ -125,8 +125,10 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
   const Seq<const Scalar> gates{cache.gates.data(), G, G};
   const Seq<const Scalar> c_seq{cache.c.data(), H, H}, c_prev_seq{cache.c_prev.data(), H, H};
 
-  std::vector<Scalar> da(a.lay.rows() * G, Scalar(0));    // dL/da for every step, row order of x
-  std::vector<Scalar> dh_seq(proj ? a.lay.rows() * P : 0, Scalar(0));  // dL/dh per step (for dW_hr)
+  std::vector<Scalar>& da = cache.da;          // dL/da for every step, row order of x
+  std::vector<Scalar>& dh_seq = cache.dh_seq;  // dL/dh per step (for dW_hr)
+  da.resize(a.lay.rows() * G);  // no zero fill: the step loop writes every row (tens of MiB a call)
+  dh_seq.assign(proj ? a.lay.rows() * P : 0, Scalar(0));
   const Seq<Scalar> da_seq{da.data(), G, G};
   PackedMatrix<Scalar> w_hh_p, w_hr_p;
   w_hh_p.pack(rows_view(a.w.w_hh, G, P, P));
@@ -157,7 +159,11 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
       if (a.record_dh != nullptr) record_step_dc(a, t, dh.data(), proj ? dm.data() : nullptr, dc.data(), n0, n1);
 
       for (index_t n = n0; n < n1; ++n) {
-        if (!a.active(t, n)) continue;  // da stays zero: the step did nothing
+        if (!a.active(t, n)) {  // the step did nothing: da is zero
+          Scalar* d = da_seq.at(a.lay, t, n);
+          std::fill(d, d + G, Scalar(0));
+          continue;
+        }
         const index_t i_row = n - n0;
         const Scalar* gate = gates.at(a.lay, t, n);
         const Scalar* c = c_seq.at(a.lay, t, n);

@@ -150,6 +150,28 @@ void check_buffer_sizes(const NetworkConfig& config, const SequenceShape& shape)
                             std::to_string(widest) + " elements exceeds 64-bit indexing");
 }
 
+// Empties every buffer the kernels fill while keeping its memory, so that the next fill of the same
+// size maps and faults in no fresh pages; a refilled cache reads exactly like a new one.
+template <typename Scalar>
+void refill(NetworkCache<Scalar>& cache, const NetworkConfig& config, const SequenceShape& shape,
+            const index_t* lengths) {
+  const index_t L = config.num_layers, D = config.directions();
+  cache.config = config;
+  cache.shape = shape;
+  cache.lengths.assign(lengths, lengths == nullptr ? lengths : lengths + shape.batch);
+  cache.layers.resize(L * D);
+  for (LayerCache<Scalar>& layer : cache.layers) {
+    // Not gates: GateWindow overwrites every row with x W_ih^T before the steps (no zero fill needed).
+    for (std::vector<Scalar>* v : {&layer.h_prev, &layer.c_prev, &layer.c, &layer.m, &layer.hn, &layer.rh,
+                                   &layer.pre, &layer.dh_total, &layer.dc_total})
+      v->clear();
+  }
+  cache.inputs.resize(L - 1);
+  cache.masks.resize(L - 1);
+  for (std::vector<Scalar>& mask : cache.masks) mask.clear();  // refilled only with dropout
+  cache.filled = false;
+}
+
 }  // namespace
 
 template <typename Scalar>
@@ -173,15 +195,7 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
   const Layout lay{shape.steps, shape.batch, shape.batch_first};
   const index_t width = D * P;  // one layer's output row
 
-  if (cache != nullptr) {
-    cache->config = config;
-    cache->shape = shape;
-    cache->lengths.assign(lengths, lengths == nullptr ? lengths : lengths + N);
-    cache->layers.assign(L * D, LayerCache<Scalar>{});
-    cache->inputs.assign(L - 1, {});
-    cache->masks.assign(L - 1, {});
-    cache->filled = false;
-  }
+  if (cache != nullptr) refill(*cache, config, shape, lengths);
   const bool drop = cache != nullptr && config.dropout > 0.0 && L > 1;
 
   std::vector<Scalar> out_buf, in_buf;  // inference: ping-pong between layers
@@ -192,8 +206,10 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
     if (last) {
       out = y;
     } else {
-      out_buf.assign(lay.rows() * width, Scalar(0));
-      out = out_buf.data();
+      // Training writes straight into the cache's input buffer of layer l+1 (kept between calls).
+      std::vector<Scalar>& next = cache != nullptr ? cache->inputs[l] : out_buf;
+      next.assign(lay.rows() * width, Scalar(0));
+      out = next.data();
     }
     for_each_direction(D, [&](index_t d) {
       const index_t ld = l * D + d;
@@ -216,10 +232,9 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
       if (drop) {
         make_mask(cache->masks[l], lay.rows() * width, config.dropout,
                   dropout_seed + 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(l + 1));
-        for (index_t k = 0; k < lay.rows() * width; ++k) out_buf[k] *= cache->masks[l][k];
+        for (index_t k = 0; k < lay.rows() * width; ++k) out[k] *= cache->masks[l][k];
       }
-      cache->inputs[l].swap(out_buf);
-      input = Seq<const Scalar>{cache->inputs[l].data(), width, width};
+      input = Seq<const Scalar>{out, width, width};
     } else {
       in_buf.swap(out_buf);
       input = Seq<const Scalar>{in_buf.data(), width, width};
@@ -244,11 +259,28 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
   const index_t width = D * P;
   const index_t* lengths = cache.lengths.empty() ? nullptr : cache.lengths.data();
 
+  // The cache's work buffers serve one backward at a time.
+  const std::lock_guard<std::mutex> turn(cache.turns.mutex);
   // The reverse direction adds its dx into a buffer of its own, so that both directions can run
   // at once; the sum is then taken in the same order at any thread count.
-  std::vector<Scalar> dout_buf, dx_buf, dx_reverse;
+  std::vector<Scalar>& dout_buf = cache.dout_buf;
+  std::vector<Scalar>& dx_buf = cache.dx_buf;
+  std::vector<Scalar>& dx_reverse = cache.dx_reverse;
   Seq<const Scalar> dout{dy, width, width};
+  // The kernels' work buffers (LayerCache::da, ...) move down the layers with the backward pass,
+  // so that one set per direction serves every layer: the last call left them in layer 0.
+  auto hand_over = [&](index_t from, index_t to) {
+    for (index_t d = 0; d < D; ++d) {
+      const LayerCache<Scalar>& src = cache.layers[from * D + d];
+      const LayerCache<Scalar>& dst = cache.layers[to * D + d];
+      src.da.swap(dst.da);
+      src.da_h.swap(dst.da_h);
+      src.dh_seq.swap(dst.dh_seq);
+    }
+  };
+  hand_over(0, L - 1);
   for (index_t l = L - 1; l >= 0; --l) {
+    if (l < L - 1) hand_over(l + 1, l);
     const index_t in = config.layer_input_size(l);
     Scalar* dx_l;
     if (l == 0) {

@@ -64,7 +64,8 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
   const LayerCache<Scalar>& cache = *a.cache;
   const Seq<const Scalar> gates{cache.gates.data(), H, H};
 
-  std::vector<Scalar> da(a.lay.rows() * H, Scalar(0));
+  std::vector<Scalar>& da = cache.da;  // kept in the cache between calls
+  da.assign(a.lay.rows() * H, Scalar(0));
   const Seq<Scalar> da_seq{da.data(), H, H};
   PackedMatrix<Scalar> w_hh_p;
   w_hh_p.pack(rows_view(a.w.w_hh, H, H, H));

@@ -125,7 +125,8 @@ void rnn_variant_backward(const DirectionBackward<Scalar>& a) {
   const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps;
   const CellFunctions<Scalar> fn(*a.config, direction_index(a));
   const LayerCache<Scalar>& cache = *a.cache;
-  std::vector<Scalar> da(a.lay.rows() * H, Scalar(0));
+  std::vector<Scalar>& da = cache.da;  // kept in the cache between calls
+  da.assign(a.lay.rows() * H, Scalar(0));
   PackedMatrix<Scalar> w_hh_p;
   w_hh_p.pack(rows_view(a.w.w_hh, H, H, H));
 
@@ -248,7 +249,11 @@ void gru_variant_backward(const DirectionBackward<Scalar>& a) {
   const LayerCache<Scalar>& cache = *a.cache;
   // da: gradient of the input-side pre-activations; with linear before reset the recurrent
   // side's n block differs (r * da_n), so it gets its own buffer da_h.
-  std::vector<Scalar> da(a.lay.rows() * G, Scalar(0)), da_h(lbr ? a.lay.rows() * G : 0, Scalar(0));
+  // Both are kept in the cache between calls.
+  std::vector<Scalar>& da = cache.da;
+  std::vector<Scalar>& da_h = cache.da_h;
+  da.assign(a.lay.rows() * G, Scalar(0));
+  da_h.assign(lbr ? a.lay.rows() * G : 0, Scalar(0));
   PackedMatrix<Scalar> w_hh_p, w_hn_p;
   w_hh_p.pack(rows_view(a.w.w_hh, lbr ? G : 2 * H, H, H));
   if (!lbr) w_hn_p.pack(rows_view(a.w.w_hh + 2 * H * H, H, H, H));
@@ -427,7 +432,10 @@ void lstm_variant_backward(const DirectionBackward<Scalar>& a) {
   const Scalar* peep = a.config->peepholes ? a.w.w_peep : nullptr;
   const CellFunctions<Scalar> fn(*a.config, direction_index(a));
   const LayerCache<Scalar>& cache = *a.cache;
-  std::vector<Scalar> da(rows * G, Scalar(0)), dh_seq(proj ? rows * P : 0, Scalar(0));
+  std::vector<Scalar>& da = cache.da;  // both kept in the cache between calls
+  std::vector<Scalar>& dh_seq = cache.dh_seq;
+  da.assign(rows * G, Scalar(0));
+  dh_seq.assign(proj ? rows * P : 0, Scalar(0));
   PackedMatrix<Scalar> w_hh_p, w_hr_p;
   w_hh_p.pack(rows_view(a.w.w_hh, G, P, P));
   if (proj) w_hr_p.pack(rows_view(a.w.w_hr, P, H, H));

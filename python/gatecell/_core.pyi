@@ -58,6 +58,7 @@ def network_forward(
     batch_first: bool = False,
     training: bool = False,
     seed: int = 0,
+    cache: Optional[NetworkCache] = None,
 ) -> Tuple[Array, Array, Optional[Array], Optional[NetworkCache]]: ...
 def network_backward(
     cache: NetworkCache,

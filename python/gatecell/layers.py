@@ -10,6 +10,7 @@ keyed like torch state dicts.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import warnings
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
@@ -292,8 +293,28 @@ class _RecurrentBase(Module):
                 c0 = None if c0 is None else c0.reshape(c0.shape[0], 1, -1)
         lens = self._lengths(lengths, steps, batch, unbatched)
         seed = int(self._rng.integers(0, 2**63)) if self.training and self.dropout > 0 else 0
-        y, h_n, c_n, cache = _core.network_forward(self._config, self._weights(self._params), x, lens, h0, c0,
-                                                   batch_first, self.training, seed)
+        # A training forward refills the previous one's cache in place (its buffers, tens of MiB per
+        # layer for large ones, are then not mapped and faulted in afresh at every step), but only
+        # when nothing but this layer can reach it: a backward running in another thread, or anyone
+        # else holding the saved dict or the cache, shows in the reference counts, and then it is
+        # left alone. `alone` is the count of an object only a local name holds, on this interpreter.
+        saved, reuse = None, None
+        if self.training:
+            saved, self._saved = self._saved, None  # from here on, no new reader finds it
+            mine = object()
+            alone = sys.getrefcount(mine)
+            if saved is not None and sys.getrefcount(saved) == alone:
+                reuse = saved["cache"]
+                if sys.getrefcount(reuse) != alone + 1:  # + the saved dict's entry
+                    reuse = None
+        try:
+            y, h_n, c_n, cache = _core.network_forward(self._config, self._weights(self._params), x, lens, h0, c0,
+                                                       batch_first, self.training, seed, reuse)
+        except BaseException:
+            if saved is not None and self._saved is None and (reuse is None or reuse.filled):
+                self._saved = saved  # the failed call refilled nothing: backward still has the previous one
+            raise
+        del saved, reuse
         if self.training:
             self._saved = {"cache": cache, "x": x, "unbatched": unbatched, "out_shape": y.shape}
         if unbatched:

@@ -3,6 +3,7 @@
 // Multi-layer, optionally bidirectional RNN/LSTM/GRU over whole sequences: forward and BPTT.
 
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "gatecell/shapes.hpp"
@@ -26,9 +27,25 @@ struct LayerCache {
   // step is past its sequence's end); mutable because backward reads the cache as const.
   mutable std::vector<Scalar> dh_total;  // [rows, Hout] dL/dh_t, this step's output gradient included
   mutable std::vector<Scalar> dc_total;  // [rows, H] LSTM dL/dc_t
+  // Backward's work buffers, kept between calls so that a steady training loop maps no fresh pages
+  // (each is tens of MiB for a large layer, above malloc's mmap threshold); mutable like the records.
+  mutable std::vector<Scalar> da;      // [rows, G*H] dL/da, the gate pre-activations' gradient
+  mutable std::vector<Scalar> da_h;    // [rows, G*H] GRU, linear before reset: the recurrent side's dL/da
+  mutable std::vector<Scalar> dh_seq;  // [rows, Hout] LSTM with a projection: dL/dh per step
 };
 
-// Everything network_backward needs from the forward call that filled it.
+// A mutex that copies as a new one: backward calls on one cache take turns over its work buffers,
+// and a copied cache has turns of its own.
+struct TurnLock {
+  std::mutex mutex;
+  TurnLock() = default;
+  TurnLock(const TurnLock&) {}
+  TurnLock& operator=(const TurnLock&) { return *this; }
+};
+
+// Everything network_backward needs from the forward call that filled it. A cache may be passed to
+// network_forward again: its buffers are then refilled (grown only when they must), never shared
+// between two forward calls, so a cache must not be refilled while a backward still reads it.
 template <typename Scalar>
 struct NetworkCache {
   NetworkConfig config;
@@ -39,6 +56,9 @@ struct NetworkCache {
   std::vector<std::vector<Scalar>> masks;     // [L-1] dropout masks (0 or 1/(1-p)); empty if none
   bool filled = false;
   bool record_grads = false;  // network_backward also stores per-step dL/dh_t, dL/dc_t in the layers
+  // network_backward's work buffers between layers (see LayerCache::da), and its turns over them.
+  mutable std::vector<Scalar> dout_buf, dx_buf, dx_reverse;
+  mutable TurnLock turns;
 };
 
 // Runs the network over a batch of sequences.
@@ -49,7 +69,8 @@ struct NetworkCache {
 //   h0, c0:  [L*D, N, Hout], [L*D, N, H] initial states, or null for zeros (c0: LSTM only)
 //   y:       out [T,N,D*Hout] or [N,T,D*Hout]; zero past each sequence's length
 //   h_n, c_n: out final states, shapes of h0 and c0 (c_n: LSTM only, may be null otherwise)
-//   cache:   null for inference (nothing saved), else filled for network_backward
+//   cache:   null for inference (nothing saved), else filled for network_backward (in/out: a cache
+//            from an earlier call is refilled in place; record_grads is kept, older records dropped)
 //   dropout_seed: seeds the inter-layer dropout masks (training only)
 template <typename Scalar>
 void network_forward(const NetworkConfig& config, const std::vector<LayerWeights<Scalar>>& weights,
