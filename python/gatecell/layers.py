@@ -42,6 +42,9 @@ class Module:
         self.training = True
         # backward calls on one module take turns, so concurrent ones add every gradient exactly.
         self._backward_lock = threading.Lock()
+        # Held by a training forward while it refills the previous forward's cache in place: a
+        # backward arriving meanwhile waits for it and differentiates the new forward.
+        self._refill_lock = threading.Lock()
 
     def _reserve(self, count: int) -> None:
         """Fails with MemoryError up front when `count` parameters (and as many gradients) cannot fit.
@@ -298,25 +301,40 @@ class _RecurrentBase(Module):
         # when nothing but this layer can reach it: a backward running in another thread, or anyone
         # else holding the saved dict or the cache, shows in the reference counts, and then it is
         # left alone. `alone` is the count of an object only a local name holds, on this interpreter.
-        saved, reuse = None, None
+        # A forward that does not refill leaves the previous one to any backward until it is done.
+        saved, reuse, refilling = None, None, False
         if self.training:
-            saved, self._saved = self._saved, None  # from here on, no new reader finds it
-            mine = object()
-            alone = sys.getrefcount(mine)
-            if saved is not None and sys.getrefcount(saved) == alone:
-                reuse = saved["cache"]
-                if sys.getrefcount(reuse) != alone + 1:  # + the saved dict's entry
-                    reuse = None
+            self._refill_lock.acquire()
+            refilling = True
+            try:
+                saved, self._saved = self._saved, None  # from here on, no new reader finds it
+                mine = object()
+                alone = sys.getrefcount(mine)
+                if saved is not None and sys.getrefcount(saved) == alone:
+                    reuse = saved["cache"]
+                    if sys.getrefcount(reuse) != alone + 1:  # + the saved dict's entry
+                        reuse = None
+                if reuse is None:
+                    self._saved, saved = saved, None
+                    refilling = False
+                    self._refill_lock.release()
+            except BaseException:
+                if refilling:
+                    self._refill_lock.release()
+                raise
         try:
             y, h_n, c_n, cache = _core.network_forward(self._config, self._weights(self._params), x, lens, h0, c0,
                                                        batch_first, self.training, seed, reuse)
+            if self.training:
+                self._saved = {"cache": cache, "x": x, "unbatched": unbatched, "out_shape": y.shape}
         except BaseException:
             if saved is not None and self._saved is None and (reuse is None or reuse.filled):
                 self._saved = saved  # the failed call refilled nothing: backward still has the previous one
             raise
+        finally:
+            if refilling:
+                self._refill_lock.release()
         del saved, reuse
-        if self.training:
-            self._saved = {"cache": cache, "x": x, "unbatched": unbatched, "out_shape": y.shape}
         if unbatched:
             y = y.reshape(y.shape[0], y.shape[2])
             h_n = h_n.reshape(h_n.shape[0], h_n.shape[2])
@@ -331,7 +349,8 @@ class _RecurrentBase(Module):
         returns (dx, dstate0): dx shaped like x, dstate0 shaped like the state
         Parameter gradients are added into ``grads``.
         """
-        saved = self._saved
+        with self._refill_lock:  # a forward refilling the cache finishes first
+            saved = self._saved
         if saved is None:
             raise ValueError("backward: no forward call in training mode to differentiate; "
                              "call the layer in train() mode first")

@@ -134,14 +134,20 @@ def test_training_forward_while_backward_runs():
     errors = []
 
     def forwards():
-        for k in range(40):
-            m(xs[k % 2])
+        try:
+            for k in range(40):
+                m(xs[k % 2])
+        except Exception as e:  # an exception in a thread would otherwise only warn
+            errors.append(e)
 
     def backwards():
-        for _ in range(40):
-            dx = m.backward(dy)[0]
-            if not any(np.array_equal(dx, e) for e in expected.values()):
-                errors.append(dx)
+        try:
+            for _ in range(40):
+                dx = m.backward(dy)[0]
+                if not any(np.array_equal(dx, e) for e in expected.values()):
+                    errors.append(dx)
+        except Exception as e:
+            errors.append(e)
 
     threads = [threading.Thread(target=forwards), threading.Thread(target=backwards)]
     for t in threads:
