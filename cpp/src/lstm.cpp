@@ -68,21 +68,7 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
         if (!proj) std::copy(m_out, m_out + H, y);
       }
 
-      if (proj) {
-        // (L5) one GEMM for the block; rows of finished sequences are restored below.
-        gemm(rows_view(m.data(), nb, H, H), w_hr_t, h_next.data(), P, false);
-        for (index_t n = n0; n < n1; ++n) {
-          const index_t i = n - n0;
-          Scalar* h_row = h_next.data() + i * P;
-          if (a.active(t, n)) {
-            std::copy(h_row, h_row + P, a.y.at(a.lay, t, n));
-            if (cache != nullptr)
-              std::copy(m.data() + i * H, m.data() + (i + 1) * H, cache->m.data() + a.lay.row(t, n) * H);
-          } else {
-            std::copy(h.data() + i * P, h.data() + (i + 1) * P, h_row);
-          }
-        }
-      }
+      if (proj) project_block(a, t, n0, n1, w_hr_t, m.data(), h.data(), h_next.data());  // (L5)
       if (cache != nullptr)
         for (index_t n = n0; n < n1; ++n)
           std::copy(c_next.data() + (n - n0) * H, c_next.data() + (n - n0 + 1) * H,
@@ -143,19 +129,7 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
     std::vector<Scalar> tanh_c(H);  // tanh(c) of one row, vectorised ahead of the scalar loop
     for (index_t k = T - 1; k >= 0; --k) {
       const index_t t = a.step_at(k);
-      if (proj) {
-        // (L5) dm = dh W_hr, after adding this step's output gradient.
-        for (index_t n = n0; n < n1; ++n) {
-          if (!a.active(t, n)) continue;
-          Scalar* dh_row = dh.data() + (n - n0) * P;
-          if (a.dy.data != nullptr) {
-            const Scalar* dy = a.dy.at(a.lay, t, n);
-            for (index_t j = 0; j < P; ++j) dh_row[j] += dy[j];
-          }
-          std::copy(dh_row, dh_row + P, dh_seq.data() + a.lay.row(t, n) * P);
-        }
-        gemm(rows_view(dh.data(), nb, P, P), w_hr_p, dm.data(), H, false);
-      }
+      if (proj) project_block_backward(a, t, n0, n1, w_hr_p, dh.data(), dh_seq.data(), dm.data());  // (L5)
       if (a.record_dh != nullptr) record_step_dc(a, t, dh.data(), proj ? dm.data() : nullptr, dc.data(), n0, n1);
 
       for (index_t n = n0; n < n1; ++n) {
