@@ -102,11 +102,10 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
 
   const Seq<const Scalar> da_c{da.data(), H, H};
   auto da_all = da_c.all(a.lay);
-  input_side_gradients(a, H, da_all);
+  input_side_gradients(a, H, da_all, true);  // and b_hh's gradient
   const Seq<const Scalar> h_prev{cache.h_prev.data(), H, H};
   gemm(rows_view(da.data(), a.lay.rows(), H, H).t(), rows_view(h_prev.data, a.lay.rows(), H, H), a.g.w_hh, H,
        true);
-  if (a.g.b_hh != nullptr) add_column_sums(da.data(), a.lay.rows(), H, H, a.g.b_hh);
 }
 
 template void rnn_direction_forward<float>(const DirectionForward<float>&);

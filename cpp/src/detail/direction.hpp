@@ -259,8 +259,10 @@ void for_each_row_block(index_t batch, int team, const Body& body) {
 // out[j] += sum over r of a[r * ld + j] (a bias gradient from the stacked dA), summed in row
 // order; a walk down the columns of a row-major buffer would touch one cache line per element.
 // Threads take fixed blocks of columns, so the sums do not depend on their number.
+// out, also: each null or [cols]; `also` gets the same sums (b_hh's gradient when it equals b_ih's).
 template <typename Scalar>
-void add_column_sums(const Scalar* a, index_t rows, index_t cols, index_t ld, Scalar* out) {
+void add_column_sums(const Scalar* a, index_t rows, index_t cols, index_t ld, Scalar* out, Scalar* also = nullptr) {
+  if (out == nullptr && also == nullptr) return;
   constexpr index_t kColumns = 256;  // one block's partial sums stay in L1
   const index_t blocks = (cols + kColumns - 1) / kColumns;
 #pragma omp parallel for schedule(static) if (blocks > 1 && rows * cols >= (index_t(1) << 20) && !omp_in_parallel())
@@ -268,18 +270,21 @@ void add_column_sums(const Scalar* a, index_t rows, index_t cols, index_t ld, Sc
     const index_t j0 = b * kColumns, width = std::min(kColumns, cols - j0);
     Eigen::Matrix<Scalar, 1, Eigen::Dynamic> sum = Eigen::Matrix<Scalar, 1, Eigen::Dynamic>::Zero(width);
     for (index_t r = 0; r < rows; ++r) sum.noalias() += ConstVectorMap<Scalar>(a + r * ld + j0, width);
-    VectorMap<Scalar>(out + j0, width).noalias() += sum;
+    if (out != nullptr) VectorMap<Scalar>(out + j0, width).noalias() += sum;
+    if (also != nullptr) VectorMap<Scalar>(also + j0, width).noalias() += sum;
   }
 }
 
 // After the step loop: the weight gradients of the input side, and dx += dA W_ih.
+//   same_b_hh: the recurrent bias has the same gradient (RNN, LSTM: dL/db_hh = dL/db_ih = sum dA),
+//              added here from the one pass over dA
 template <typename Scalar>
-void input_side_gradients(const DirectionBackward<Scalar>& a, index_t gate_rows,
-                          ConstMatrixMap<Scalar> da_all) {
+void input_side_gradients(const DirectionBackward<Scalar>& a, index_t gate_rows, ConstMatrixMap<Scalar> da_all,
+                          bool same_b_hh = false) {
   const index_t in = a.x.cols, rows = a.lay.rows(), ld_da = da_all.outerStride();
   const MatView<Scalar> da = rows_view(da_all.data(), rows, gate_rows, ld_da);
   gemm(da.t(), rows_view(a.x.data, rows, in, a.x.ld), a.g.w_ih, in, true);
-  if (a.g.b_ih != nullptr) add_column_sums(da_all.data(), rows, gate_rows, ld_da, a.g.b_ih);
+  add_column_sums(da_all.data(), rows, gate_rows, ld_da, a.g.b_ih, same_b_hh ? a.g.b_hh : nullptr);
   gemm(da, rows_view(a.w.w_ih, gate_rows, in, in), a.dx.data, a.dx.ld, true);
 }
 
