@@ -29,6 +29,13 @@ inline std::vector<index_t> shape_of(const py::array& a) {
   return std::vector<index_t>(a.shape(), a.shape() + a.ndim());
 }
 
+// True when `d` is T's dtype in native byte order. An equal dtype need not be the same object
+// (unpickled and deep-copied arrays carry dtype objects of their own).
+template <typename T>
+bool is_dtype(const py::dtype& d) {
+  return d.num() == py::dtype::of<T>().num() && d.attr("isnative").template cast<bool>();
+}
+
 // The array behind `obj`, checked for dtype T, C-contiguity and the expected shape.
 template <typename T>
 py::array checked(py::handle obj, const std::string& name, const std::vector<index_t>& shape,
@@ -37,7 +44,7 @@ py::array checked(py::handle obj, const std::string& name, const std::vector<ind
     throw TypeError_(name + ": expected a numpy.ndarray, got " +
                      std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>()))
+  if (!is_dtype<T>(arr.dtype()))
     throw TypeError_(name + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) + ", got " +
                      std::string(py::str(arr.dtype())));
   if (!(arr.flags() & py::array::c_style))

@@ -227,9 +227,9 @@ void bind_network(py::module_& m) {
       [](const NetworkConfig& c, const py::sequence& weights, const py::array& x, const py::object& lengths,
          const py::object& h0, const py::object& c0, bool batch_first, bool training, std::uint64_t seed,
          const py::object& cache) {
-        if (x.dtype().is(py::dtype::of<float>()))
+        if (is_dtype<float>(x.dtype()))
           return forward_impl<float>(c, weights, x, lengths, h0, c0, batch_first, training, seed, cache);
-        if (x.dtype().is(py::dtype::of<double>()))
+        if (is_dtype<double>(x.dtype()))
           return forward_impl<double>(c, weights, x, lengths, h0, c0, batch_first, training, seed, cache);
         throw TypeError_("x: expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));
       },

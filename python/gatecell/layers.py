@@ -46,6 +46,26 @@ class Module:
         # backward arriving meanwhile waits for it and differentiates the new forward.
         self._refill_lock = threading.Lock()
 
+    # Copies (copy.deepcopy, pickle) take the parameters, gradients, mode and settings; not the
+    # activations a training forward saved for backward, nor the locks, which are made anew.
+    # The kernels' config (_config) is made anew from the settings.
+    _TRANSIENT = ("_backward_lock", "_refill_lock", "_saved", "_saved_x", "_config")
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+        state["_emptied"] = [k for k in ("_saved", "_saved_x") if k in self.__dict__]
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        state = dict(state)
+        for k in state.pop("_emptied", ()):
+            state[k] = None
+        self.__dict__.update(state)
+        self._backward_lock = threading.Lock()
+        self._refill_lock = threading.Lock()
+        if hasattr(self, "_core_config"):  # recurrent layers and cells
+            self._config = self._core_config()
+
     def _reserve(self, count: int) -> None:
         """Fails with MemoryError up front when `count` parameters (and as many gradients) cannot fit.
 
@@ -185,18 +205,7 @@ class _RecurrentBase(Module):
             raise ValueError(f"input_forget, peepholes: only LSTM has them, got input_forget={self.input_forget}, "
                              f"peepholes={self.peepholes} for {kind.upper()}")
         self._kind = kind
-        cfg = _core.NetworkConfig()
-        cfg.kind = _KINDS[kind]
-        cfg.input_size, cfg.hidden_size = self.input_size, self.hidden_size
-        cfg.proj_size, cfg.num_layers = self.proj_size, self.num_layers
-        cfg.bidirectional, cfg.bias = self.bidirectional, self.bias
-        cfg.reverse = self.reverse
-        cfg.linear_before_reset, cfg.dropout = self.linear_before_reset, self.dropout
-        cfg.activations = core_activations(self.activations)
-        cfg.clip = self.clip or 0.0
-        cfg.input_forget, cfg.peepholes = self.input_forget, self.peepholes
-        cfg.validate()
-        self._config = cfg
+        self._config = self._core_config()
 
         gates = {"lstm": 4, "gru": 3}.get(kind, 1) * self.hidden_size
         out = self.proj_size or self.hidden_size
@@ -233,6 +242,21 @@ class _RecurrentBase(Module):
 
     def _weights(self, store: Dict[str, Array]) -> list:
         return [tuple(None if n is None else store[n] for n in entry) for entry in self._entries]
+
+    def _core_config(self) -> Any:
+        """The kernels' NetworkConfig for this layer's settings (made at construction and on unpickling)."""
+        cfg = _core.NetworkConfig()
+        cfg.kind = _KINDS[self._kind]
+        cfg.input_size, cfg.hidden_size = self.input_size, self.hidden_size
+        cfg.proj_size, cfg.num_layers = self.proj_size, self.num_layers
+        cfg.bidirectional, cfg.bias = self.bidirectional, self.bias
+        cfg.reverse = self.reverse
+        cfg.linear_before_reset, cfg.dropout = self.linear_before_reset, self.dropout
+        cfg.activations = core_activations(self.activations)
+        cfg.clip = self.clip or 0.0
+        cfg.input_forget, cfg.peepholes = self.input_forget, self.peepholes
+        cfg.validate()
+        return cfg
 
     def _state_shapes(self, batch: Optional[int]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
         lead = (self.num_layers * self.num_directions,) + (() if batch is None else (batch,))

@@ -242,3 +242,38 @@ def test_module_from_config_errors():
         gc.module_from_config({"type": "Conv1d"})
     with pytest.raises(ValueError, match="'type'"):
         gc.module_from_config({"input_size": 3})
+
+
+@pytest.mark.parametrize("make", [
+    lambda: gc.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, seed=1),
+    lambda: gc.GRU(3, 4, activations=["Softsign", "Tanh"], clip=2.0, linear_before_reset=False, seed=2),
+    lambda: gc.RNN(3, 4, batch_first=True, dtype=np.float64, seed=3),
+    lambda: gc.LSTMCell(3, 4, seed=4),
+    lambda: gc.Linear(3, 2, seed=5),
+])
+def test_deepcopy_and_pickle_give_independent_equal_modules(make):
+    """copy.deepcopy and pickle keep parameters, gradients, mode and settings (not the activations
+    saved for backward): the copies compute the same outputs, train on their own, and the
+    unpickled arrays (dtype objects of their own) pass the kernels' dtype checks."""
+    import copy
+    import pickle
+
+    m = make()
+    rng = np.random.default_rng(0)
+    cell_or_linear = isinstance(m, (gc.Linear, gc.LSTMCell))
+    x = rng.standard_normal((2, 3) if cell_or_linear else (5, 2, 3)).astype(m.dtype)
+    y = m(x)
+    first = y[0] if isinstance(y, tuple) else y
+    grad = (np.ones_like(first), None) if isinstance(m, gc.LSTMCell) else np.ones_like(first)
+    for other in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert other.training == m.training and repr(other) == repr(m)
+        for name, p in m.parameters().items():
+            assert other.parameters()[name] is not p
+            np.testing.assert_array_equal(other.parameters()[name], p)
+        with pytest.raises(ValueError, match="no forward call"):
+            other.backward(grad)
+        out = other(x)
+        np.testing.assert_array_equal(out[0] if isinstance(out, tuple) else out, first)
+        other.backward(grad)
+        assert any(np.any(g != 0) for g in other.grads.values())
+    assert all(not np.any(g) for g in m.grads.values())  # the copies' gradients are their own
