@@ -69,10 +69,7 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
       }
 
       if (proj) project_block(a, t, n0, n1, w_hr_t, m.data(), h.data(), h_next.data());  // (L5)
-      if (cache != nullptr)
-        for (index_t n = n0; n < n1; ++n)
-          std::copy(c_next.data() + (n - n0) * H, c_next.data() + (n - n0 + 1) * H,
-                    cache->c.data() + a.lay.row(t, n) * H);
+      if (cache != nullptr) keep_rows(c_next.data(), H, a.lay, t, n0, n1, cache->c.data());
       h.swap(h_next);
       c.swap(c_next);
     }
@@ -163,12 +160,8 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
       }
 
       // (L1) dh_prev = da W_hh; sequences already finished keep carrying dh unchanged.
-      const MatView<Scalar> da_t = step_view(da.data(), G, a.lay, t);
-      gemm(MatView<Scalar>{da_t.data + n0 * da_t.rs, nb, G, da_t.rs, 1}, w_hh_p, dh_next.data(), P, false);
-      for (index_t n = n0; n < n1; ++n) {
-        const index_t i = n - n0;
-        if (a.active(t, n)) std::copy(dh_next.data() + i * P, dh_next.data() + (i + 1) * P, dh.data() + i * P);
-      }
+      gemm(step_view(static_cast<const Scalar*>(da.data()), G, a.lay, t, n0, n1), w_hh_p, dh_next.data(), P, false);
+      carry_active_rows(a, t, n0, n1, dh_next.data(), P, dh.data());
     }
     std::copy(dh.begin(), dh.end(), a.dh0 + n0 * P);
     if (a.dc0 != nullptr) std::copy(dc.begin(), dc.end(), a.dc0 + n0 * H);

@@ -90,12 +90,9 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
           d[j] = use_relu ? (h[j] > Scalar(0) ? dh_j : Scalar(0)) : dh_j * (Scalar(1) - h[j] * h[j]);
         }
       }
-      const MatView<Scalar> da_t = step_view(da.data(), H, a.lay, t);
-      gemm(MatView<Scalar>{da_t.data + n0 * da_t.rs, nb, H, da_t.rs, 1}, w_hh_p, dh_next.data(), H, false);  // (R1)
-      for (index_t n = n0; n < n1; ++n) {
-        const index_t i = n - n0;
-        if (a.active(t, n)) std::copy(dh_next.data() + i * H, dh_next.data() + (i + 1) * H, dh.data() + i * H);
-      }
+      gemm(step_view(static_cast<const Scalar*>(da.data()), H, a.lay, t, n0, n1), w_hh_p, dh_next.data(), H,
+           false);  // (R1)
+      carry_active_rows(a, t, n0, n1, dh_next.data(), H, dh.data());
     }
     std::copy(dh.begin(), dh.end(), a.dh0 + n0 * H);
   });

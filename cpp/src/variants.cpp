@@ -47,20 +47,6 @@ void recurrent_product(const Scalar* h, index_t N, index_t in, const PackedMatri
     for (index_t j = 0; j < cols; ++j) hp[n * ld + j] += b[j];
 }
 
-// Copies the block's rows [n0, n1) of a dense [n1 - n0, C] state into step t of a sequence buffer.
-template <typename Scalar>
-void keep_rows(const Scalar* block, index_t C, const Layout& lay, index_t t, index_t n0, index_t n1, Scalar* seq) {
-  for (index_t n = n0; n < n1; ++n) std::copy(block + (n - n0) * C, block + (n - n0 + 1) * C, seq + lay.row(t, n) * C);
-}
-
-// dh = dh_next for the block's sequences still running at step t; finished ones carry dh unchanged.
-template <typename Scalar>
-void carry_active_rows(const DirectionBackward<Scalar>& a, index_t t, index_t n0, index_t n1, const Scalar* next,
-                       index_t C, Scalar* dh) {
-  for (index_t n = n0; n < n1; ++n)
-    if (a.active(t, n)) std::copy(next + (n - n0) * C, next + (n - n0 + 1) * C, dh + (n - n0) * C);
-}
-
 // After the step loop: the recurrent-side weight gradients dW_hh += dA^T h_prev, db_hh += sum dA.
 template <typename Scalar>
 void recurrent_side_gradients(const DirectionBackward<Scalar>& a, const std::vector<Scalar>& da, index_t G,

@@ -76,6 +76,20 @@ MatView<Scalar> step_view(const Scalar* data, index_t cols, const Layout& lay, i
   return {data + lay.row(t, n0) * cols, n1 - n0, cols, cols * lay.batch_stride(), 1};
 }
 
+// Copies the block's rows [n0, n1) of a dense [n1 - n0, C] state into step t of a sequence buffer.
+template <typename Scalar>
+void keep_rows(const Scalar* block, index_t C, const Layout& lay, index_t t, index_t n0, index_t n1, Scalar* seq) {
+  for (index_t n = n0; n < n1; ++n) std::copy(block + (n - n0) * C, block + (n - n0 + 1) * C, seq + lay.row(t, n) * C);
+}
+
+// dh = dh_next for the block's sequences still running at step t; finished ones carry dh unchanged.
+template <typename Scalar>
+void carry_active_rows(const DirectionBackward<Scalar>& a, index_t t, index_t n0, index_t n1, const Scalar* next,
+                       index_t C, Scalar* dh) {
+  for (index_t n = n0; n < n1; ++n)
+    if (a.active(t, n)) std::copy(next + (n - n0) * C, next + (n - n0 + 1) * C, dh + (n - n0) * C);
+}
+
 // out = x W_ih^T + b_ih, one row of G per row of x.
 //   w_ih_t: W_ih^T packed, [in, G]; b_ih: [G] or null
 template <typename Scalar>
