@@ -18,12 +18,17 @@
 #include <atomic>
 #include <cmath>
 #include <exception>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <type_traits>
 
 #include "detail/activations.hpp"
 #include "detail/simd.hpp"
 #include "detail/simd_avx2.hpp"
+#include "gatecell/threads.hpp"
 
 namespace gatecell::detail {
 
@@ -34,16 +39,28 @@ constexpr index_t L8 = 8;  // units per pass of the gate math: one AVX register 
 
 index_t round_up(index_t n, index_t to) { return (n + to - 1) / to * to; }
 
+// Narrowest panel but a matrix's only one: eight accumulators' worth of FMA chains in flight, so
+// that every panel sums each row in one chain (panel_avx2), whatever the panel's width.
+constexpr index_t kMinPanel = 40;
+constexpr index_t kMaxPanel = R + kMinPanel - 8;
+
 // A [rows, K] matrix in panels: panel p holds rows [64p, 64p + width) as [K, width], width = 64
-// but for the last, rows rounded up to 8 (zero-padded), at offset 64 K p. K * padded(rows) in all.
+// but for the last, which holds the rest, rows rounded up to 8 (zero-padded): 8 to 64 rows, or 72
+// to 96 when the rest (under kMinPanel rows) joins the panel before it. At offset 64 K p;
+// K * padded(rows) in all.
 index_t padded(index_t rows) { return CellShape::padded(rows); }
-index_t panel_count(index_t rows) { return (rows + R - 1) / R; }
-index_t panel_width(index_t rows, index_t p) { return std::min(R, padded(rows) - p * R); }
+index_t panel_count(index_t rows) {
+  const index_t full = padded(rows) / R, rest = padded(rows) % R;
+  return full + (rest >= kMinPanel || (rest > 0 && full == 0) ? 1 : 0);
+}
+index_t panel_width(index_t rows, index_t p) {
+  return p + 1 == panel_count(rows) ? padded(rows) - p * R : R;
+}
 // Writes row r (n values from src) of a panelled [rows, K] matrix m, starting at column k0.
 template <typename Scalar>
 void put_row(Scalar* m, index_t rows, index_t K, index_t r, index_t k0, const Scalar* src, index_t n) {
-  const index_t p = r / R, width = panel_width(rows, p);
-  Scalar* dst = m + p * R * K + k0 * width + r % R;
+  const index_t p = std::min(r / R, panel_count(rows) - 1), width = panel_width(rows, p);
+  Scalar* dst = m + p * R * K + k0 * width + r - p * R;
   for (index_t k = 0; k < n; ++k) dst[k * width] = src[k];
 }
 
@@ -65,7 +82,7 @@ struct GroupView {
 template <typename Scalar>
 void panel_portable(const Scalar* w, index_t width, index_t kx, const Scalar* x, index_t kh, const Scalar* h,
                     const Scalar* init, const Scalar* add, index_t n_add, Scalar* out) {
-  Scalar acc[R];
+  Scalar acc[kMaxPanel];
   for (index_t v = 0; v < width; ++v) acc[v] = init[v] + (add != nullptr && v < n_add ? add[v] : Scalar(0));
   auto columns = [&](const Scalar* u, index_t K) {
     for (index_t k = 0; k < K; ++k, w += width) {
@@ -98,14 +115,16 @@ struct Lanes {
 
 // The AVX2 form of panel_portable for width = 8 NV. The accumulators are unrolled, so that they
 // stay in registers; each k costs one broadcast and NV FMAs reading the weights from memory.
-// Narrow panels split k over C chains per register (k mod C), so that at least six FMAs are
-// in flight to cover the FMA latency; the chains are summed at the end.
+// Narrow panels (a matrix of fewer than kMinPanel rows) split k over C chains per register
+// (k mod C), so that at least six FMAs are in flight to cover the FMA latency; the chains are
+// summed at the end. Every wider panel sums each row in one chain, so a row's value does not
+// depend on which panel holds it (a slice of units of a split step, split_direction_forward).
 template <int NV>
 GATECELL_TARGET_AVX2 void panel_avx2(const float* w, index_t kx, const float* x, index_t kh, const float* h,
                                      const float* init, const float* add, index_t n_add, float* out) {
   constexpr int C = NV >= 5 ? 1 : NV >= 3 ? 2 : 4;
   V acc[C][NV];
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int v = 0; v < NV; ++v) {
     acc[0][v] = ld(init + 8 * v);
     if (add != nullptr) acc[0][v] = _mm256_add_ps(acc[0][v], Lanes(n_add - 8 * v).load(add + 8 * v));
@@ -118,19 +137,19 @@ GATECELL_TARGET_AVX2 void panel_avx2(const float* w, index_t kx, const float* x,
 #pragma GCC unroll 4
       for (int c = 0; c < C; ++c, w += 8 * NV) {
         const V s = _mm256_broadcast_ss(u + k + c);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
         for (int v = 0; v < NV; ++v) acc[c][v] = _mm256_fmadd_ps(ld(w + 8 * v), s, acc[c][v]);
       }
     }
     for (; k < K; ++k, w += 8 * NV) {
       const V s = _mm256_broadcast_ss(u + k);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
       for (int v = 0; v < NV; ++v) acc[0][v] = _mm256_fmadd_ps(ld(w + 8 * v), s, acc[0][v]);
     }
   };
   columns(x, kx);
   columns(h, kh);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int v = 0; v < NV; ++v) {
     V sum = acc[0][v];
 #pragma GCC unroll 4
@@ -141,8 +160,9 @@ GATECELL_TARGET_AVX2 void panel_avx2(const float* w, index_t kx, const float* x,
 
 using PanelKernel = void (*)(const float*, index_t, const float*, index_t, const float*, const float*,
                              const float*, index_t, float*);
-constexpr PanelKernel kPanelAvx2[8] = {panel_avx2<1>, panel_avx2<2>, panel_avx2<3>, panel_avx2<4>,
-                                       panel_avx2<5>, panel_avx2<6>, panel_avx2<7>, panel_avx2<8>};
+constexpr PanelKernel kPanelAvx2[kMaxPanel / 8] = {
+    panel_avx2<1>, panel_avx2<2>, panel_avx2<3>, panel_avx2<4>,  panel_avx2<5>,  panel_avx2<6>,
+    panel_avx2<7>, panel_avx2<8>, panel_avx2<9>, panel_avx2<10>, panel_avx2<11>, panel_avx2<12>};
 #endif
 
 // One panel of width (a multiple of 8) on the path `avx2` picks (float only).
@@ -276,13 +296,12 @@ GATECELL_TARGET_AVX2 void gru_original_avx2(index_t H, const float* pre, const f
 template <typename Scalar>
 void gemv_panels(bool avx2, const Scalar* w, index_t rows, index_t cols, const Scalar* x, const Scalar* b,
                  Scalar* y) {
-  static const Scalar zeros[R] = {};
-  Scalar acc[R];
+  static const Scalar zeros[kMaxPanel] = {};
+  Scalar acc[kMaxPanel];
   for (index_t p = 0; p < panel_count(rows); ++p) {
-    const index_t r = p * R;
-    panel(avx2, w + r * cols, panel_width(rows, p), 0, x, cols, x, zeros, b != nullptr ? b + r : nullptr, rows - r,
-          acc);
-    std::copy(acc, acc + std::min(R, rows - r), y + r);
+    const index_t r = p * R, width = panel_width(rows, p);
+    panel(avx2, w + r * cols, width, 0, x, cols, x, zeros, b != nullptr ? b + r : nullptr, rows - r, acc);
+    std::copy(acc, acc + std::min(width, rows - r), y + r);
   }
 }
 
@@ -297,7 +316,7 @@ index_t CellShape::packed_size() const {
   index_t size = 0;
   for (index_t g = 0; g < group_count(); ++g) size += group_size(g);
   if (kind == CellKind::gru && !linear_before_reset) size += packed_matrix_size(H, H) + H;
-  if (kind == CellKind::lstm && P != H) size += packed_matrix_size(P, H);
+  if (projected()) size += packed_matrix_size(P, H);
   return size;
 }
 
@@ -344,7 +363,7 @@ void pack_cell(const CellShape& s, const LayerWeights<Scalar>& w, AlignedVector<
     if (w.b_hh != nullptr) out.insert(out.end(), w.b_hh + 2 * H, w.b_hh + 3 * H);
     else out.resize(out.size() + H, Scalar(0));
   }
-  if (s.kind == CellKind::lstm && s.P != H) pack_matrix(w.w_hr, s.P, H, out);  // (L5)
+  if (s.projected()) pack_matrix(w.w_hr, s.P, H, out);  // (L5)
 }
 
 template <typename Scalar>
@@ -371,15 +390,17 @@ void cell_step(const CellShape& s, const Scalar* packed, const Scalar* x, const 
   const Scalar* hn = gru && s.linear_before_reset ? pre + s.group_offset(2) : nullptr;
   Scalar* m = work + s.group_offset(s.group_count());  // o * tanh(c) (projection) or r * h_prev
   Scalar* hn_original = m + padded(H);                 // W_hn (r * h_prev) + b_hn  (G4)
-  const bool proj = s.kind == CellKind::lstm && s.P != H, original = gru && !s.linear_before_reset;
+  const bool proj = s.projected(), original = gru && !s.linear_before_reset;
   const Scalar* tail = packed;
   for (index_t g = 0; g < s.group_count(); ++g) tail += s.group_size(g);
 #ifdef GATECELL_X86_AVX2
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (avx2) gates_avx2(s, pre, xn, hn, h_prev, c, h, proj || original ? m : nullptr);
+    if (avx2) gates_avx2(s, pre, xn, hn, h_prev + s.unit0, c, h, proj || original ? m : nullptr);
   }
 #endif
-  if (!avx2) gates_portable(s, pre, xn, hn, h_prev, c, h, proj || original ? m : static_cast<Scalar*>(nullptr));
+  if (!avx2) {
+    gates_portable(s, pre, xn, hn, h_prev + s.unit0, c, h, proj || original ? m : static_cast<Scalar*>(nullptr));
+  }
   if (proj) gemv_panels(avx2, tail, s.P, H, m, static_cast<const Scalar*>(nullptr), h);  // (L5)
   if (!original) return;
   gemv_panels(avx2, tail, H, H, m, tail + packed_matrix_size(H, H), hn_original);  // (G4)
@@ -399,17 +420,32 @@ namespace {
 // Steps per window of the pipelined batch-1 path (below).
 constexpr index_t kPipeSteps = 32;
 
+// Spins before a waiting thread yields its core (each spin a pause, ~65 cycles on Zen 3).
+constexpr long kSpinsBeforeYield = 4096;
+
 // Spins (then yields, on a busy machine) until ready() or until the other thread failed.
+// spins: null, or out: the spins it took.
 template <typename Ready>
-bool wait_until(const Ready& ready, const std::atomic<bool>& failed) {
-  for (long spins = 0; !ready(); ++spins) {
+bool wait_until(const Ready& ready, const std::atomic<bool>& failed, long* spins = nullptr) {
+  long n = 0;
+  for (; !ready(); ++n) {
     if (failed.load(std::memory_order_acquire)) return false;
 #ifdef GATECELL_X86_AVX2
     _mm_pause();  // SSE2: every x86-64 CPU
 #endif
-    if (spins > 4096) std::this_thread::yield();
+    if (n > kSpinsBeforeYield) std::this_thread::yield();
   }
+  if (spins != nullptr) *spins = n;
   return true;
+}
+
+// Window w of a direction's steps: k in [w * kPipeSteps, w * kPipeSteps + count), which are the
+// times [t_lo, t_lo + count) in either order.
+template <typename Scalar>
+void window_of(const DirectionForward<Scalar>& a, index_t w, index_t& t_lo, index_t& count) {
+  const index_t k0 = w * kPipeSteps;
+  count = std::min(kPipeSteps, a.lay.steps - k0);
+  t_lo = std::min(a.step_at(k0), a.step_at(k0 + count - 1));
 }
 
 // The steps of one direction over a batch-1 sequence, with the input projections made by one GEMM
@@ -430,11 +466,7 @@ void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool a
   AlignedVector<Scalar> buffers((ahead ? 3 : 1) * span);  // the calling thread's last, the helper's first
   Scalar* own = buffers.data() + (ahead ? 2 : 0) * span;
   // Window w: steps k in [w * kPipeSteps, ...), times [t_lo, t_lo + count) in either order.
-  auto window = [&](index_t w, index_t& t_lo, index_t& count) {
-    const index_t k0 = w * kPipeSteps;
-    count = std::min(kPipeSteps, T - k0);
-    t_lo = std::min(a.step_at(k0), a.step_at(k0 + count - 1));
-  };
+  auto window = [&](index_t w, index_t& t_lo, index_t& count) { window_of(a, w, t_lo, count); };
   auto project = [&](index_t w, Scalar* out) {
     index_t t_lo, count;
     window(w, t_lo, count);
@@ -483,12 +515,209 @@ void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool a
   if (error) std::rethrow_exception(error);
 }
 
+// A barrier for the threads of one parallel region. It spins, then yields: a thread that had
+// to yield was kept waiting long (about 100 us, far more than any step split this way takes),
+// which on a busy machine means another thread lost its core.
+class SpinBarrier {
+ public:
+  enum Wait { quick, slow, failed };
+  void reset(int threads) { threads_ = threads; }
+  // Waits for the other threads; `failed` (at once) when one of them failed.
+  // patience: spins after which a wait counts as slow.
+  Wait wait(const std::atomic<bool>& error, long patience = kSpinsBeforeYield) {
+    const unsigned generation = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == threads_ - 1) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_acq_rel);
+      return quick;
+    }
+    long spins = 0;
+    const bool done = wait_until([&] { return generation_.load(std::memory_order_acquire) != generation; }, error,
+                                 &spins);
+    return !done ? failed : spins > patience ? slow : quick;
+  }
+
+ private:
+  int threads_ = 1;
+  std::atomic<int> arrived_{0};
+  std::atomic<unsigned> generation_{0};
+};
+
+// The rows of the units [j0, j1) of each of `blocks` blocks of H rows of a [blocks * H, cols]
+// matrix, block after block: a slice's share of W_ih, W_hh or a bias (cols = 1).
+template <typename Scalar>
+void gather_units(const Scalar* m, index_t blocks, index_t H, index_t cols, index_t j0, index_t j1,
+                  Buffer<Scalar>& out) {
+  out.resize(blocks * (j1 - j0) * cols);
+  Scalar* dst = out.data();
+  for (index_t q = 0; q < blocks; ++q, dst += (j1 - j0) * cols)
+    std::copy(m + (q * H + j0) * cols, m + (q * H + j1) * cols, dst);
+}
+
+// Bytes of weights a step reads beyond which splitting it by units pays for a barrier per step
+// (two threads then stream half the weights each, from two caches).
+constexpr index_t kSplitBytes = 64 << 10;
+// Fewest units per thread of a split step: fewer would leave the gate math and the barrier a
+// large share of a step.
+constexpr index_t kSplitUnits = 16;
+
+// Where thread id's slice of H units starts when nt threads split a step (id = nt: H).
+index_t slice_start(index_t H, index_t id, index_t nt) { return id == nt ? H : H * id / nt / 8 * 8; }
+
+// Threads that share each step of a batch-1 direction by units (1: no split). Only where every
+// projection comes out the same whoever computes it (gemm_rows_independent), not for cells that
+// need all units before a second product (LSTM projection, the original GRU), and only with
+// slices whose row groups are at least kMinPanel rows, summed in one chain per row as unsplit.
+template <typename Scalar>
+int unit_team(const CellShape& s) {
+  if (omp_in_parallel() || !gemm_rows_independent<Scalar>() || s.projected()) return 1;
+  if (s.kind == CellKind::gru && !s.linear_before_reset) return 1;
+  const index_t gates = s.kind == CellKind::lstm ? 4 : s.kind == CellKind::gru ? 3 : 1;
+  const index_t columns = s.P + (s.in < kWindowInput ? s.in : 0);
+  if (gates * s.H * columns * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
+  for (index_t nt = std::min<index_t>(omp_get_max_threads(), s.H / 8); nt > 1; --nt) {
+    index_t narrowest = s.H;
+    for (index_t id = 0; id < nt; ++id)
+      narrowest = std::min(narrowest, slice_start(s.H, id + 1, nt) - slice_start(s.H, id, nt));
+    // The narrowest group of a slice: LSTM's four gates are one group, GRU's x_n and RNN's one gate.
+    const index_t group_rows = narrowest * (s.kind == CellKind::lstm ? 4 : 1);
+    if (narrowest >= kSplitUnits && group_rows >= kMinPanel) return static_cast<int>(nt);
+  }
+  return 1;
+}
+
+// See gatecell/threads.hpp.
+std::atomic<long> split_patience{kSpinsBeforeYield};
+
+// One thread's share of a split step: the units [j0, j1) with their rows of the weights, packed,
+// their cell state and the projections of the current window.
+template <typename Scalar>
+struct UnitSlice {
+  CellShape shape;
+  index_t j0, j1;
+  Buffer<Scalar> w_ih, w_hh, b_ih, b_hh;  // gathered rows (b_*: empty without biases)
+  AlignedVector<Scalar> packed, work;
+  std::vector<Scalar> c;
+  PackedMatrix<Scalar> w_ih_t;
+  Buffer<Scalar> x_gates;  // [kPipeSteps, gates * (j1 - j0)]
+  index_t window = -1, t_lo = 0;
+
+  UnitSlice(const DirectionForward<Scalar>& a, const CellShape& s, const std::vector<Scalar>& c0, index_t j0_,
+            index_t j1_)
+      : shape(s), j0(j0_), j1(j1_), c(c0.begin() + j0_, c0.begin() + j1_) {
+    const index_t gates = a.config->gates();
+    shape.H = j1 - j0;
+    shape.unit0 = j0;
+    gather_units(a.w.w_ih, gates, s.H, s.in, j0, j1, w_ih);
+    gather_units(a.w.w_hh, gates, s.H, s.P, j0, j1, w_hh);
+    if (a.w.b_ih != nullptr) gather_units(a.w.b_ih, gates, s.H, index_t(1), j0, j1, b_ih);
+    if (a.w.b_hh != nullptr) gather_units(a.w.b_hh, gates, s.H, index_t(1), j0, j1, b_hh);
+    LayerWeights<Scalar> w;
+    w.w_ih = w_ih.data();
+    w.w_hh = w_hh.data();
+    w.b_ih = b_ih.empty() ? nullptr : b_ih.data();
+    w.b_hh = b_hh.empty() ? nullptr : b_hh.data();
+    pack_cell(shape, w, packed);
+    work.resize(shape.work_size());
+    if (s.in >= kWindowInput) {
+      w_ih_t.pack({w.w_ih, s.in, gates * shape.H, 1, s.in});
+      x_gates.resize(kPipeSteps * gates * shape.H);
+    }
+  }
+
+  // Step k (time t, inside the sequence) of this slice into y[j0, j1), from the whole h_prev.
+  void step(const DirectionForward<Scalar>& a, index_t k, const Scalar* h_prev) {
+    const index_t t = a.step_at(k), G = static_cast<index_t>(x_gates.size()) / kPipeSteps;
+    const Scalar* gates = nullptr;
+    if (!x_gates.empty()) {
+      if (k / kPipeSteps != window) {  // x W_ih^T + b_ih of this slice's rows for a window of steps
+        window = k / kPipeSteps;
+        index_t count;
+        window_of(a, window, t_lo, count);
+        project_inputs(rows_view(a.x.at(a.lay, t_lo, 0), count, shape.in, a.x.ld), w_ih_t,
+                       b_ih.empty() ? nullptr : b_ih.data(), x_gates.data());
+      }
+      gates = x_gates.data() + (t - t_lo) * G;
+    }
+    cell_step(shape, packed.data(), a.x.at(a.lay, t, 0), gates, h_prev, c.data(), a.y.at(a.lay, t, 0) + j0,
+              work.data(), (k & 1) != 0);
+  }
+};
+
+// One direction of batch-1 inference on a team of threads, each owning a slice of the units
+// (multiples of 8): each runs its slice of every step into the output row, then waits for the
+// others, whose slices the next step reads. Every value is the one the unsplit step computes (the
+// same sums in the same order), bit for bit. When a thread has waited long (another lost its
+// core, on a busy machine), the first thread runs every slice from then on: the team switches at
+// a step all threads agree on (two barriers after the request).
+template <typename Scalar>
+void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape& s, int team) {
+  const index_t T = a.lay.steps, length = a.lengths != nullptr ? a.lengths[0] : T;
+  std::vector<Scalar> h0, c0;
+  load_state(a.h0, s.P, h0);
+  load_state(a.c0, s.H, c0);
+  std::vector<std::unique_ptr<UnitSlice<Scalar>>> slices(team);
+  SpinBarrier barrier;
+  constexpr index_t kNever = std::numeric_limits<index_t>::max();
+  std::atomic<index_t> solo_from{kNever};  // the first step the first thread runs alone
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  const long patience = split_patience.load(std::memory_order_relaxed);
+  const Scalar* h_last = h0.data();
+#pragma omp parallel num_threads(team)
+  {
+    const index_t id = omp_get_thread_num(), nt = omp_get_num_threads();
+#pragma omp single
+    barrier.reset(static_cast<int>(nt));
+    try {
+      // Each thread gathers and packs its own slice: its pages land in its own cache.
+      slices[id] = std::make_unique<UnitSlice<Scalar>>(a, s, c0, slice_start(s.H, id, nt), slice_start(s.H, id + 1, nt));
+      if (barrier.wait(failed) == SpinBarrier::failed) throw std::runtime_error("split step: another thread failed");
+      const Scalar* h_prev = h0.data();
+      index_t solo = kNever;
+      for (index_t k = 0; k < T; ++k) {
+        const index_t t = a.step_at(k);
+        if (t >= length) continue;  // past the sequence's end: y is zeroed after the team
+        if (k >= solo) {
+          if (id != 0) break;
+          for (index_t q = 0; q < nt; ++q) slices[q]->step(a, k, h_prev);
+        } else {
+          slices[id]->step(a, k, h_prev);
+          const SpinBarrier::Wait waited = barrier.wait(failed, patience);  // the whole row is the next h_prev
+          if (waited == SpinBarrier::failed) break;
+          index_t never = kNever;
+          if (waited == SpinBarrier::slow) solo_from.compare_exchange_strong(never, k + 2);
+          solo = solo_from.load(std::memory_order_acquire);
+        }
+        h_prev = a.y.at(a.lay, t, 0);
+      }
+      if (id == 0) h_last = h_prev;
+    } catch (...) {
+#pragma omp critical(gatecell_split_error)
+      if (!error) error = std::current_exception();
+      failed.store(true, std::memory_order_release);
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  for (index_t t = length; t < T; ++t) std::fill(a.y.at(a.lay, t, 0), a.y.at(a.lay, t, 0) + s.P, Scalar(0));
+  std::copy(h_last, h_last + s.P, a.h_n);
+  if (a.c_n != nullptr)
+    for (const auto& slice : slices)
+      if (slice != nullptr) std::copy(slice->c.begin(), slice->c.end(), a.c_n + slice->j0);  // nt may be < team
+}
+
 }  // namespace
+
+void set_split_patience(long spins) {
+  if (spins < -1) throw ShapeError("spins must be >= -1, got " + std::to_string(spins));
+  split_patience.store(spins, std::memory_order_relaxed);
+}
 
 template <typename Scalar>
 void step_direction_forward(const DirectionForward<Scalar>& a) {
   const NetworkConfig& config = *a.config;
   const CellShape s{config.kind, config.linear_before_reset, a.x.cols, config.hidden_size, config.output_size()};
+  if (const int team = unit_team<Scalar>(s); team > 1) return split_direction_forward(a, s, team);
   AlignedVector<Scalar> packed, work(s.work_size());
   std::vector<Scalar> h0, c;
   pack_cell(s, a.w, packed);

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import gatecell as gc
+from gatecell import _core
 
 from helpers import assert_close
 
@@ -156,24 +157,33 @@ def test_pipelined_batch1(case):
     rng = np.random.default_rng(T * 7 + k)
     shape = (2, T, 64) if batch_first else (T, 2, 64)
     x = rng.standard_normal(shape).astype(dtype)
-    lengths = np.array([T, T - 37])
-    batched = m(x, None, lengths)
-    threads = gc.get_num_threads()
+    _check_batch1_rows(m, x, None, np.array([T, T - 37]), (1, 2))
+
+
+def _check_batch1_rows(m, x, state, lengths, threads):
+    """Each sequence of x run alone (batch 1) gives bitwise the same at every thread count of
+    `threads` (the first is the reference), and the rows of the batched run to rounding."""
+    batched = _flatten(m(x, state, lengths))
+    before = gc.get_num_threads()
     try:
-        for n in range(2):
-            xn = x[n:n + 1] if batch_first else x[:, n:n + 1]
-            runs = []
-            for t in (1, 2):
+        for n in range(len(lengths)):
+            xn = x[n:n + 1] if m.batch_first else x[:, n:n + 1]
+            sn = state
+            if state is not None:
+                sn = tuple(s[:, n:n + 1] for s in state) if isinstance(state, tuple) else state[:, n:n + 1]
+            runs = {}
+            for t in threads:
                 gc.set_num_threads(t)
-                runs.append(m(xn, None, lengths[n:n + 1]))
-            for one, two in zip(_flatten(runs[0]), _flatten(runs[1])):
-                np.testing.assert_array_equal(one, two)
-            whole = [batched[0][n:n + 1] if batch_first else batched[0][:, n:n + 1]]
-            whole += [s[:, n:n + 1] for s in _flatten(batched[1:])]
-            for j, (expected, actual) in enumerate(zip(whole, _flatten(runs[1]))):
-                assert_close(f"row {n} array {j}", actual, expected, dtype)
+                runs[t] = _flatten(m(xn, sn, lengths[n:n + 1]))
+            for t in threads[1:]:
+                for j, (one, many) in enumerate(zip(runs[threads[0]], runs[t])):
+                    assert one.tobytes() == many.tobytes(), f"row {n} array {j}: {threads[0]} and {t} threads differ"
+            whole = [batched[0][n:n + 1] if m.batch_first else batched[0][:, n:n + 1]]
+            whole += [s[:, n:n + 1] for s in batched[1:]]
+            for j, (expected, actual) in enumerate(zip(whole, runs[threads[-1]])):
+                assert_close(f"row {n} array {j}", actual, expected, x.dtype)
     finally:
-        gc.set_num_threads(threads)
+        gc.set_num_threads(before)
 
 
 def _flatten(arrays):
@@ -181,3 +191,42 @@ def _flatten(arrays):
     for a in arrays:
         out.extend(_flatten(a) if isinstance(a, (tuple, list)) else [a])
     return out
+
+
+# Batch-1 inference whose weights outgrow 64 KiB splits every step by units over the threads
+# (slices of multiples of 8 units, each thread with its own rows of the weights and a barrier per
+# step). Hidden sizes: slices of 8-unit blocks and not, a last slice wider than the others, LSTM's
+# smallest split (H = 32 per thread) and GRU/RNN slices just above the 40-row panel floor; inputs
+# below 48 ride along in the step's product, wider ones are projected per window.
+SPLIT_KINDS = [0, 1, 2, 4]  # RNN tanh, RNN relu, LSTM, GRU (torch form): the cells a step splits
+SPLIT = [(k, I, H) for k in SPLIT_KINDS for I, H in [(20, 136), (64, 100), (130, 300)]]
+SPLIT += [(2, 64, 64), (2, 9, 72), (4, 50, 96), (0, 200, 90), (3, 64, 200), (5, 64, 200)]  # 3, 5: no split
+
+
+@pytest.mark.parametrize("patience", [4096, -1], ids=["split", "alone"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", SPLIT, ids=lambda c: f"{KINDS[c[0]][0]}{c[0]}-I{c[1]}-H{c[2]}")
+def test_split_steps_match_one_thread(case, dtype, patience):
+    """Bitwise equal at 1, 2, 3 and 4 threads (with an initial state and a length that stops
+    inside a window), and equal to the batched kernels; "alone": every wait at a step's barrier
+    counts as long, so from the third step on the first thread runs every slice (as when another
+    thread loses its core on a busy machine)."""
+    k, I, H = case
+    kind, extra = KINDS[k]
+    m = getattr(gc, kind)(I, H, dtype=dtype, seed=I + H, **extra).eval()
+    rng = np.random.default_rng(I * H + k)
+    T = 71
+    x = rng.standard_normal((T, 2, I)).astype(dtype)
+    h_shape, c_shape = m._state_shapes(2)
+    h0 = rng.standard_normal(h_shape).astype(dtype)
+    state = (h0, rng.standard_normal(c_shape).astype(dtype)) if kind == "LSTM" else h0
+    _core._set_split_patience(patience)
+    try:
+        _check_batch1_rows(m, x, state, np.array([T, T - 30]), (1, 2, 3, 4))
+    finally:
+        _core._set_split_patience(4096)
+
+
+def test_split_patience_checks_its_argument():
+    with pytest.raises(ValueError, match="spins must be >= -1, got -2"):
+        _core._set_split_patience(-2)

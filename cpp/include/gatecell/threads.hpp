@@ -12,4 +12,13 @@ void set_num_threads(int n);
 // The number of threads the kernels of the calling thread use.
 int get_num_threads();
 
+namespace detail {
+// Batch-1 inference with large weights splits every step by units over the threads; a thread
+// that waits at a step's barrier longer than `spins` spins (default 4096, about 100 us) takes it
+// that another thread lost its core, and the first thread then runs every slice alone. For tests,
+// which lower it to force that switch.
+//   spins: >= -1 (ShapeError otherwise); -1: every wait counts as long
+void set_split_patience(long spins);
+}  // namespace detail
+
 }  // namespace gatecell

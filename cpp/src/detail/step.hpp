@@ -11,8 +11,9 @@
 
 namespace gatecell::detail {
 
-// Gate rows per panel: eight AVX registers of floats. A panel's weights are one contiguous
-// stream, [K, kStepPanel], so its outputs are sums of scaled columns, vectorised along the rows.
+// Gate rows per panel: eight AVX registers of floats (a matrix's last panel may take up to 32
+// more, see step.cpp). A panel's weights are one contiguous stream, [K, width], so its outputs
+// are sums of scaled columns, vectorised along the rows.
 constexpr index_t kStepPanel = 64;
 
 // A run of gate rows (torch order) computed by one pass over its panels, from x, h_prev or both.
@@ -26,6 +27,11 @@ struct CellShape {
   CellKind kind;
   bool linear_before_reset;  // GRU only
   index_t in, H, P;          // input width, hidden size, output width (P < H: LSTM projection)
+  // A slice: the units [unit0, unit0 + H) of a cell whose h is P > H wide (no projection), for one
+  // thread of a step split by units; its weights are those units' rows of each gate block.
+  index_t unit0 = 0;
+
+  bool projected() const { return kind == CellKind::lstm && P < H; }
 
   // The row groups, at most three: RNN and LSTM, all G*H gate rows from x and h_prev; GRU, the
   // r and z rows from both, then x_n from x alone and (linear_before_reset) h_n from h_prev alone.
@@ -67,7 +73,8 @@ void pack_cell(const CellShape& shape, const LayerWeights<Scalar>& w, AlignedVec
 // One time step of one sequence: (R1)-(R2), (L1)-(L5) or (G1)-(G5).
 // shape: the cell; packed: from pack_cell; x: [in] input (unused when x_gates is given);
 // x_gates: [slots * H] x W_ih^T + b_ih computed beforehand (torch gate order), or null;
-// h_prev: [P]; c: in/out [H] cell state (LSTM, else unused); h: out [P], must not alias h_prev;
+// h_prev: [P]; c: in/out [H] cell state (LSTM, else unused); h: out [P] (a slice: [H], its units),
+// must not alias h_prev;
 // work: [work_size()] scratch; backwards: run the panels in reverse order. Successive calls on
 // the same weights should alternate it: the panels read last are still in L1 for the next call.
 template <typename Scalar>
