@@ -30,14 +30,17 @@ def _state_of(m, state):
     return state.ravel()
 
 
+# (I, H): a few units, and enough that the gate rows fill several 64-row panels of the step
+# kernel with a rest that joins the last one (LSTM 400 = 5 x 64 + 80, GRU 200 = 2 x 64 + 72).
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("I,H", [(4, 5), (30, 100)])
 @pytest.mark.parametrize("layers,bias,batch", [(1, True, 1), (2, True, 3), (3, False, 2)])
 @pytest.mark.parametrize("kind,extra", NETWORKS, ids=[f"{k}-{e}" for k, e in NETWORKS])
-def test_stream_matches_sequence_forward(kind, extra, layers, bias, batch, dtype):
-    m = getattr(gc, kind)(4, 5, num_layers=layers, bias=bias, dtype=dtype, seed=layers, **extra).eval()
+def test_stream_matches_sequence_forward(kind, extra, layers, bias, batch, I, H, dtype):
+    m = getattr(gc, kind)(I, H, num_layers=layers, bias=bias, dtype=dtype, seed=layers, **extra).eval()
     rng = np.random.default_rng(batch)
     T = 7
-    x = rng.standard_normal((T, batch, 4)).astype(dtype)
+    x = rng.standard_normal((T, batch, I)).astype(dtype)
     out, state = m(x)
     s = gc.Stream(m, batch=batch)
     assert s.dtype == dtype and s.state_size == _state_of(m, state).size
@@ -86,6 +89,8 @@ def test_cells_and_linear(dtype):
     x = rng.standard_normal((1, 3)).astype(dtype)
     assert_close("linear", gc.Stream(lin).step(x), lin(x), dtype)
     assert gc.Stream(lin).step(x[0]).shape == (2,)
+    wide = gc.Linear(3, 70, dtype=dtype, seed=5)  # 72 padded rows: one panel of 64 + 8
+    assert_close("wide linear", gc.Stream(wide).step(x), wide(x), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
