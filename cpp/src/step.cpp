@@ -335,8 +335,9 @@ void pack_matrix(const Scalar* w, index_t rows, index_t cols, AlignedVector<Scal
 
 template <typename Scalar>
 void pack_cell(const CellShape& s, const LayerWeights<Scalar>& w, AlignedVector<Scalar>& out) {
-  const index_t H = s.H;
-  // Group g's row r is torch's gate row `first + r` of W_ih and of W_hh.
+  const index_t H = s.H, layer_H = std::max(s.H, s.P);  // a slice's layer has P units
+  // Group g's row r is unit r mod H of gate `first + r / H`: torch's row of W_ih and W_hh for it
+  // is that gate's block of layer_H rows, at unit unit0 + r mod H.
   index_t first = 0;
   for (index_t g = 0; g < s.group_count(); ++g) {
     const RowGroup rg = s.group(g);
@@ -347,7 +348,7 @@ void pack_cell(const CellShape& s, const LayerWeights<Scalar>& w, AlignedVector<
     Scalar* bias_all = panels + rows * K;
     Scalar* bias_h = bias_all + rows;
     for (index_t r = 0; r < rg.rows; ++r) {
-      const index_t row = first + r;
+      const index_t row = (first + r / H) * layer_H + s.unit0 + r % H;
       if (rg.from_x) put_row(panels, rg.rows, K, r, 0, w.w_ih + row * s.in, s.in);
       if (rg.from_h) put_row(panels, rg.rows, K, r, kx, w.w_hh + row * s.P, s.P);
       const Scalar b_x = rg.from_x && w.b_ih != nullptr ? w.b_ih[row] : Scalar(0);
@@ -355,8 +356,8 @@ void pack_cell(const CellShape& s, const LayerWeights<Scalar>& w, AlignedVector<
       bias_all[r] = b_x + b_h;
       bias_h[r] = b_h;
     }
-    // The GRU's x_n and h_n groups are the same torch rows (2H..3H) of W_ih and W_hh.
-    if (!(s.kind == CellKind::gru && g == 1)) first += rg.rows;
+    // The GRU's x_n and h_n groups are the same gate (n) of W_ih and W_hh.
+    if (!(s.kind == CellKind::gru && g == 1)) first += rg.rows / H;
   }
   if (s.kind == CellKind::gru && !s.linear_before_reset) {
     pack_matrix(w.w_hh + 2 * H * H, H, H, out);  // W_hn, multiplied by r * h_prev  (G4)
@@ -543,17 +544,6 @@ class SpinBarrier {
   std::atomic<unsigned> generation_{0};
 };
 
-// The rows of the units [j0, j1) of each of `blocks` blocks of H rows of a [blocks * H, cols]
-// matrix, block after block: a slice's share of W_ih, W_hh or a bias (cols = 1).
-template <typename Scalar>
-void gather_units(const Scalar* m, index_t blocks, index_t H, index_t cols, index_t j0, index_t j1,
-                  Buffer<Scalar>& out) {
-  out.resize(blocks * (j1 - j0) * cols);
-  Scalar* dst = out.data();
-  for (index_t q = 0; q < blocks; ++q, dst += (j1 - j0) * cols)
-    std::copy(m + (q * H + j0) * cols, m + (q * H + j1) * cols, dst);
-}
-
 // Bytes of weights a step reads beyond which splitting it by units pays for a barrier per step
 // (two threads then stream half the weights each, from two caches).
 constexpr index_t kSplitBytes = 64 << 10;
@@ -595,47 +585,42 @@ template <typename Scalar>
 struct UnitSlice {
   CellShape shape;
   index_t j0, j1;
-  Buffer<Scalar> w_ih, w_hh, b_ih, b_hh;  // gathered rows (b_*: empty without biases)
   AlignedVector<Scalar> packed, work;
   std::vector<Scalar> c;
-  PackedMatrix<Scalar> w_ih_t;
-  Buffer<Scalar> x_gates;  // [kPipeSteps, gates * (j1 - j0)]
+  std::vector<PackedMatrix<Scalar>> w_ih_t;  // per gate: the slice's rows of its block of W_ih
+  std::vector<const Scalar*> b_ih;           // per gate: the slice's part of its block of b_ih, or null
+  Buffer<Scalar> x_gates;                    // [kPipeSteps, gates * (j1 - j0)]
   index_t window = -1, t_lo = 0;
 
   UnitSlice(const DirectionForward<Scalar>& a, const CellShape& s, const std::vector<Scalar>& c0, index_t j0_,
             index_t j1_)
       : shape(s), j0(j0_), j1(j1_), c(c0.begin() + j0_, c0.begin() + j1_) {
-    const index_t gates = a.config->gates();
     shape.H = j1 - j0;
     shape.unit0 = j0;
-    gather_units(a.w.w_ih, gates, s.H, s.in, j0, j1, w_ih);
-    gather_units(a.w.w_hh, gates, s.H, s.P, j0, j1, w_hh);
-    if (a.w.b_ih != nullptr) gather_units(a.w.b_ih, gates, s.H, index_t(1), j0, j1, b_ih);
-    if (a.w.b_hh != nullptr) gather_units(a.w.b_hh, gates, s.H, index_t(1), j0, j1, b_hh);
-    LayerWeights<Scalar> w;
-    w.w_ih = w_ih.data();
-    w.w_hh = w_hh.data();
-    w.b_ih = b_ih.empty() ? nullptr : b_ih.data();
-    w.b_hh = b_hh.empty() ? nullptr : b_hh.data();
-    pack_cell(shape, w, packed);
+    pack_cell(shape, a.w, packed);
     work.resize(shape.work_size());
-    if (s.in >= kWindowInput) {
-      w_ih_t.pack({w.w_ih, s.in, gates * shape.H, 1, s.in});
-      x_gates.resize(kPipeSteps * gates * shape.H);
+    if (s.in < kWindowInput) return;
+    const index_t gates = a.config->gates(), in = s.in;
+    w_ih_t.resize(gates);
+    for (index_t q = 0; q < gates; ++q) {
+      w_ih_t[q].pack({a.w.w_ih + (q * s.H + j0) * in, in, shape.H, 1, in});
+      b_ih.push_back(a.w.b_ih != nullptr ? a.w.b_ih + q * s.H + j0 : nullptr);
     }
+    x_gates.resize(kPipeSteps * gates * shape.H);
   }
 
   // Step k (time t, inside the sequence) of this slice into y[j0, j1), from the whole h_prev.
   void step(const DirectionForward<Scalar>& a, index_t k, const Scalar* h_prev) {
-    const index_t t = a.step_at(k), G = static_cast<index_t>(x_gates.size()) / kPipeSteps;
+    const index_t t = a.step_at(k), H = shape.H, G = static_cast<index_t>(w_ih_t.size()) * H;
     const Scalar* gates = nullptr;
     if (!x_gates.empty()) {
       if (k / kPipeSteps != window) {  // x W_ih^T + b_ih of this slice's rows for a window of steps
         window = k / kPipeSteps;
         index_t count;
         window_of(a, window, t_lo, count);
-        project_inputs(rows_view(a.x.at(a.lay, t_lo, 0), count, shape.in, a.x.ld), w_ih_t,
-                       b_ih.empty() ? nullptr : b_ih.data(), x_gates.data());
+        const MatView<Scalar> x = rows_view(a.x.at(a.lay, t_lo, 0), count, shape.in, a.x.ld);
+        for (std::size_t q = 0; q < w_ih_t.size(); ++q)
+          project_inputs(x, w_ih_t[q], b_ih[q], x_gates.data() + static_cast<index_t>(q) * H, G);
       }
       gates = x_gates.data() + (t - t_lo) * G;
     }

@@ -91,13 +91,15 @@ void carry_active_rows(const DirectionBackward<Scalar>& a, index_t t, index_t n0
 }
 
 // out = x W_ih^T + b_ih, one row of G per row of x.
-//   w_ih_t: W_ih^T packed, [in, G]; b_ih: [G] or null
+//   w_ih_t: W_ih^T packed, [in, G]; b_ih: [G] or null; ld: out's row stride (default G)
 template <typename Scalar>
-void project_inputs(const MatView<Scalar>& x, const PackedMatrix<Scalar>& w_ih_t, const Scalar* b_ih, Scalar* out) {
+void project_inputs(const MatView<Scalar>& x, const PackedMatrix<Scalar>& w_ih_t, const Scalar* b_ih, Scalar* out,
+                    index_t ld = 0) {
   const index_t G = w_ih_t.view().cols;
-  gemm(x, w_ih_t, out, G, false);
+  if (ld == 0) ld = G;
+  gemm(x, w_ih_t, out, ld, false);
   if (b_ih == nullptr) return;
-  for (index_t r = 0; r < x.rows; ++r) VectorMap<Scalar>(out + r * G, G).noalias() += ConstVectorMap<Scalar>(b_ih, G);
+  for (index_t r = 0; r < x.rows; ++r) VectorMap<Scalar>(out + r * ld, G).noalias() += ConstVectorMap<Scalar>(b_ih, G);
 }
 
 // x W_ih^T + b_ih, the input half of the gate pre-activations (one GEMM over many steps, not one
