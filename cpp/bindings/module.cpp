@@ -72,8 +72,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Sets the number of threads the kernels use (results are bitwise the same for any n).");
   m.def("get_num_threads", &get_num_threads, "The number of threads the kernels use.");
-  m.def("_set_split_patience", &detail::set_split_patience, py::arg("spins"),
-        "Tests only: spins before a thread of a split batch-1 step counts as kept waiting.");
+  m.def("_set_split_patience", &detail::set_split_patience, py::arg("microseconds"),
+        "Tests only: how long a thread of a split batch-1 step waits before it counts as kept waiting.");
 
   bindings::bind_network(m);
   bindings::bind_model(m);

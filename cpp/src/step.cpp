@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <exception>
 #include <limits>
@@ -421,22 +422,31 @@ namespace {
 // Steps per window of the pipelined batch-1 path (below).
 constexpr index_t kPipeSteps = 32;
 
-// Spins before a waiting thread yields its core (each spin a pause, ~65 cycles on Zen 3).
+// Spins before a waiting thread yields its core (each spin a pause, ~26 ns on Zen 3).
 constexpr long kSpinsBeforeYield = 4096;
+// Spins between two readings of the clock by a thread that reports how long it waited.
+constexpr long kSpinsPerClock = 512;
 
 // Spins (then yields, on a busy machine) until ready() or until the other thread failed.
-// spins: null, or out: the spins it took.
+// waited_us: null, or out: how long it waited in microseconds, roughly (the clock is read every
+// kSpinsPerClock spins from then on: shorter waits read 0, longer ones lose up to that much).
 template <typename Ready>
-bool wait_until(const Ready& ready, const std::atomic<bool>& failed, long* spins = nullptr) {
-  long n = 0;
-  for (; !ready(); ++n) {
+bool wait_until(const Ready& ready, const std::atomic<bool>& failed, double* waited_us = nullptr) {
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point since;
+  if (waited_us != nullptr) *waited_us = 0;
+  for (long spins = 1; !ready(); ++spins) {
     if (failed.load(std::memory_order_acquire)) return false;
 #ifdef GATECELL_X86_AVX2
     _mm_pause();  // SSE2: every x86-64 CPU
 #endif
-    if (n > kSpinsBeforeYield) std::this_thread::yield();
+    if (spins > kSpinsBeforeYield) std::this_thread::yield();
+    if (waited_us != nullptr && spins % kSpinsPerClock == 0) {
+      const Clock::time_point now = Clock::now();
+      if (spins == kSpinsPerClock) since = now;
+      *waited_us = std::chrono::duration<double, std::micro>(now - since).count();
+    }
   }
-  if (spins != nullptr) *spins = n;
   return true;
 }
 
@@ -516,26 +526,25 @@ void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool a
   if (error) std::rethrow_exception(error);
 }
 
-// A barrier for the threads of one parallel region. It spins, then yields: a thread that had
-// to yield was kept waiting long (about 100 us, far more than any step split this way takes),
-// which on a busy machine means another thread lost its core.
+// A barrier for the threads of one parallel region that spins, then yields, and tells a wait
+// that lasted long (another thread, on a busy machine, lost its core) from a short one.
 class SpinBarrier {
  public:
   enum Wait { quick, slow, failed };
   void reset(int threads) { threads_ = threads; }
-  // Waits for the other threads; `failed` (at once) when one of them failed.
-  // patience: spins after which a wait counts as slow.
-  Wait wait(const std::atomic<bool>& error, long patience = kSpinsBeforeYield) {
+  // Waits for the other threads; `failed` (at once) when one of them failed, `slow` when the wait
+  // lasted more than patience_us microseconds (roughly; negative: always).
+  Wait wait(const std::atomic<bool>& error, double patience_us) {
     const unsigned generation = generation_.load(std::memory_order_acquire);
     if (arrived_.fetch_add(1, std::memory_order_acq_rel) == threads_ - 1) {
       arrived_.store(0, std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_acq_rel);
-      return quick;
+      return patience_us < 0 ? slow : quick;
     }
-    long spins = 0;
+    double waited_us = 0;
     const bool done = wait_until([&] { return generation_.load(std::memory_order_acquire) != generation; }, error,
-                                 &spins);
-    return !done ? failed : spins > patience ? slow : quick;
+                                 &waited_us);
+    return !done ? failed : waited_us > patience_us ? slow : quick;
   }
 
  private:
@@ -577,7 +586,7 @@ int unit_team(const CellShape& s) {
 }
 
 // See gatecell/threads.hpp.
-std::atomic<long> split_patience{kSpinsBeforeYield};
+std::atomic<double> split_patience_us{100.0};
 
 // One thread's share of a split step: the units [j0, j1) with their rows of the weights, packed,
 // their cell state and the projections of the current window.
@@ -647,7 +656,7 @@ void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape&
   std::atomic<index_t> solo_from{kNever};  // the first step the first thread runs alone
   std::atomic<bool> failed{false};
   std::exception_ptr error;
-  const long patience = split_patience.load(std::memory_order_relaxed);
+  const double patience_us = split_patience_us.load(std::memory_order_relaxed);
   const Scalar* h_last = h0.data();
 #pragma omp parallel num_threads(team)
   {
@@ -655,9 +664,10 @@ void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape&
 #pragma omp single
     barrier.reset(static_cast<int>(nt));
     try {
-      // Each thread gathers and packs its own slice: its pages land in its own cache.
-      slices[id] = std::make_unique<UnitSlice<Scalar>>(a, s, c0, slice_start(s.H, id, nt), slice_start(s.H, id + 1, nt));
-      if (barrier.wait(failed) == SpinBarrier::failed) throw std::runtime_error("split step: another thread failed");
+      // Each thread packs its own slice: its pages land in its own cache.
+      const index_t j0 = slice_start(s.H, id, nt), j1 = slice_start(s.H, id + 1, nt);
+      slices[id] = std::make_unique<UnitSlice<Scalar>>(a, s, c0, j0, j1);
+      if (barrier.wait(failed, patience_us) == SpinBarrier::failed) throw std::runtime_error("split step: failed");
       const Scalar* h_prev = h0.data();
       index_t solo = kNever;
       for (index_t k = 0; k < T; ++k) {
@@ -668,7 +678,7 @@ void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape&
           for (index_t q = 0; q < nt; ++q) slices[q]->step(a, k, h_prev);
         } else {
           slices[id]->step(a, k, h_prev);
-          const SpinBarrier::Wait waited = barrier.wait(failed, patience);  // the whole row is the next h_prev
+          const SpinBarrier::Wait waited = barrier.wait(failed, patience_us);  // the whole row is the next h_prev
           if (waited == SpinBarrier::failed) break;
           index_t never = kNever;
           if (waited == SpinBarrier::slow) solo_from.compare_exchange_strong(never, k + 2);
@@ -693,9 +703,9 @@ void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape&
 
 }  // namespace
 
-void set_split_patience(long spins) {
-  if (spins < -1) throw ShapeError("spins must be >= -1, got " + std::to_string(spins));
-  split_patience.store(spins, std::memory_order_relaxed);
+void set_split_patience(double microseconds) {
+  if (!(microseconds >= -1)) throw ShapeError("microseconds must be >= -1, got " + std::to_string(microseconds));
+  split_patience_us.store(microseconds, std::memory_order_relaxed);
 }
 
 template <typename Scalar>

@@ -203,7 +203,7 @@ SPLIT = [(k, I, H) for k in SPLIT_KINDS for I, H in [(20, 136), (64, 100), (130,
 SPLIT += [(2, 64, 64), (2, 9, 72), (4, 50, 96), (0, 200, 90), (3, 64, 200), (5, 64, 200)]  # 3, 5: no split
 
 
-@pytest.mark.parametrize("patience", [4096, -1], ids=["split", "alone"])
+@pytest.mark.parametrize("patience", [100.0, -1.0], ids=["split", "alone"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", SPLIT, ids=lambda c: f"{KINDS[c[0]][0]}{c[0]}-I{c[1]}-H{c[2]}")
 def test_split_steps_match_one_thread(case, dtype, patience):
@@ -224,9 +224,10 @@ def test_split_steps_match_one_thread(case, dtype, patience):
     try:
         _check_batch1_rows(m, x, state, np.array([T, T - 30]), (1, 2, 3, 4))
     finally:
-        _core._set_split_patience(4096)
+        _core._set_split_patience(100.0)
 
 
 def test_split_patience_checks_its_argument():
-    with pytest.raises(ValueError, match="spins must be >= -1, got -2"):
-        _core._set_split_patience(-2)
+    for bad in (-2.0, float("nan")):
+        with pytest.raises(ValueError, match="microseconds must be >= -1, got"):
+            _core._set_split_patience(bad)

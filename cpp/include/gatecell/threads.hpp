@@ -14,11 +14,11 @@ int get_num_threads();
 
 namespace detail {
 // Batch-1 inference with large weights splits every step by units over the threads; a thread
-// that waits at a step's barrier longer than `spins` spins (default 4096, about 100 us) takes it
-// that another thread lost its core, and the first thread then runs every slice alone. For tests,
-// which lower it to force that switch.
-//   spins: >= -1 (ShapeError otherwise); -1: every wait counts as long
-void set_split_patience(long spins);
+// kept waiting at a step's barrier longer than this (default 100 us) takes it that another thread
+// lost its core, and the first thread then runs every slice alone. For tests, which lower it to
+// force that switch.
+//   microseconds: >= -1 (ShapeError otherwise); -1: every wait counts as long
+void set_split_patience(double microseconds);
 }  // namespace detail
 
 }  // namespace gatecell
