@@ -11,6 +11,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <chrono>
 #include <type_traits>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -30,6 +31,20 @@ constexpr double kParallelMacs = 1 << 19;  // below this, a fork costs more than
 constexpr double kParallelPack = 1 << 16;  // elements of B: 256 KiB of float take longer to pack than a fork
 
 index_t panel_count(index_t cols) { return (cols + kPanel - 1) / kPanel; }
+
+// A parallel GEMM ends when the last thread of its team is done. On a busy machine a thread that
+// lost its core holds that end back for a time slice (milliseconds), and a time loop forks a GEMM
+// every step (100 steps of 70 us took 0.5 s instead of 13 ms here, with another process on the
+// other core). A region that took far longer than its work should (kStallFactor times the time at
+// kSerialMacRate per thread, plus kStallSlack) sends the calling thread's GEMMs to one thread for
+// a pause of kSerialPauseMs, doubled (up to kSerialPauseMaxMs) at each stall that follows one;
+// results are the same either way (fixed column panels).
+constexpr double kSerialMacRate = 20e9;  // multiply-adds per second of one thread: half this CPU's peak
+constexpr double kStallFactor = 5;
+constexpr double kStallSlack = 200e-6;   // seconds
+constexpr int kSerialPauseMs = 50, kSerialPauseMaxMs = 1600;
+thread_local std::chrono::steady_clock::time_point serial_until;
+thread_local int serial_pause_ms = kSerialPauseMs;
 
 }  // namespace
 
@@ -224,17 +239,29 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
       if (K == 0) break;
     }
   };
-  const bool parallel = static_cast<double>(M) * K * cols >= kParallelMacs && P > 1 && omp_get_max_threads() > 1 &&
-                        !omp_in_parallel();
+  using Clock = std::chrono::steady_clock;
+  const double macs = static_cast<double>(M) * K * cols;
+  const bool parallel = macs >= kParallelMacs && P > 1 && omp_get_max_threads() > 1 && !omp_in_parallel() &&
+                        Clock::now() >= serial_until;
   if (!parallel) {
     run(0, P);
     return;
   }
+  const Clock::time_point start = Clock::now();
+  int threads = 1;
 #pragma omp parallel
   {
     const index_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+    if (id == 0) threads = static_cast<int>(nt);
     run(P * id / nt, P * (id + 1) / nt);
   }
+  const double took = std::chrono::duration<double>(Clock::now() - start).count();
+  if (took <= kStallFactor * macs / (kSerialMacRate * threads) + kStallSlack) {
+    serial_pause_ms = kSerialPauseMs;
+    return;
+  }
+  serial_until = Clock::now() + std::chrono::milliseconds(serial_pause_ms);
+  serial_pause_ms = std::min(2 * serial_pause_ms, kSerialPauseMaxMs);  // the host stays busy: try less often
 }
 
 }  // namespace
