@@ -553,6 +553,16 @@ class SpinBarrier {
   std::atomic<unsigned> generation_{0};
 };
 
+// See gatecell/threads.hpp.
+std::atomic<double> split_patience_us{100.0};
+
+// After a split call whose team fell back to one thread, the calling thread's next calls do not
+// split for a pause of kUnsplitPauseMs, doubled (up to kUnsplitPauseMaxMs) while it keeps
+// happening: on a host that stays busy, each short call would otherwise lose a time slice first.
+constexpr int kUnsplitPauseMs = 50, kUnsplitPauseMaxMs = 1600;
+thread_local std::chrono::steady_clock::time_point unsplit_until;
+thread_local int unsplit_pause_ms = kUnsplitPauseMs;
+
 // Bytes of weights a step reads beyond which splitting it by units pays for a barrier per step
 // (two threads then stream half the weights each, from two caches).
 constexpr index_t kSplitBytes = 64 << 10;
@@ -571,6 +581,7 @@ template <typename Scalar>
 int unit_team(const CellShape& s) {
   if (omp_in_parallel() || !gemm_rows_independent<Scalar>() || s.projected()) return 1;
   if (s.kind == CellKind::gru && !s.linear_before_reset) return 1;
+  if (std::chrono::steady_clock::now() < unsplit_until) return 1;
   const index_t gates = s.kind == CellKind::lstm ? 4 : s.kind == CellKind::gru ? 3 : 1;
   const index_t columns = s.P + (s.in < kWindowInput ? s.in : 0);
   if (gates * s.H * columns * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
@@ -584,9 +595,6 @@ int unit_team(const CellShape& s) {
   }
   return 1;
 }
-
-// See gatecell/threads.hpp.
-std::atomic<double> split_patience_us{100.0};
 
 // One thread's share of a split step: the units [j0, j1) with their rows of the weights, packed,
 // their cell state and the projections of the current window.
@@ -694,6 +702,12 @@ void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape&
     }
   }
   if (error) std::rethrow_exception(error);
+  if (solo_from.load(std::memory_order_relaxed) == kNever) {
+    unsplit_pause_ms = kUnsplitPauseMs;
+  } else {
+    unsplit_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(unsplit_pause_ms);
+    unsplit_pause_ms = std::min(2 * unsplit_pause_ms, kUnsplitPauseMaxMs);
+  }
   for (index_t t = length; t < T; ++t) std::fill(a.y.at(a.lay, t, 0), a.y.at(a.lay, t, 0) + s.P, Scalar(0));
   std::copy(h_last, h_last + s.P, a.h_n);
   if (a.c_n != nullptr)
@@ -706,6 +720,8 @@ void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape&
 void set_split_patience(double microseconds) {
   if (!(microseconds >= -1)) throw ShapeError("microseconds must be >= -1, got " + std::to_string(microseconds));
   split_patience_us.store(microseconds, std::memory_order_relaxed);
+  unsplit_until = {};
+  unsplit_pause_ms = kUnsplitPauseMs;
 }
 
 template <typename Scalar>
