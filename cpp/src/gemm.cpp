@@ -6,6 +6,7 @@
 
 #include "detail/gemm.hpp"
 #include "detail/simd.hpp"
+#include "detail/stall.hpp"
 
 #include <omp.h>
 
@@ -37,14 +38,11 @@ index_t panel_count(index_t cols) { return (cols + kPanel - 1) / kPanel; }
 // every step (100 steps of 70 us took 0.5 s instead of 13 ms here, with another process on the
 // other core). A region that took far longer than its work should (kStallFactor times the time at
 // kSerialMacRate per thread, plus kStallSlack) sends the calling thread's GEMMs to one thread for
-// a pause of kSerialPauseMs, doubled (up to kSerialPauseMaxMs) at each stall that follows one;
-// results are the same either way (fixed column panels).
+// a while (StallPause); results are the same either way (fixed column panels).
 constexpr double kSerialMacRate = 20e9;  // multiply-adds per second of one thread: half this CPU's peak
 constexpr double kStallFactor = 5;
 constexpr double kStallSlack = 200e-6;   // seconds
-constexpr int kSerialPauseMs = 50, kSerialPauseMaxMs = 1600;
-thread_local std::chrono::steady_clock::time_point serial_until;
-thread_local int serial_pause_ms = kSerialPauseMs;
+thread_local StallPause gemm_pause;
 
 }  // namespace
 
@@ -242,7 +240,7 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
   using Clock = std::chrono::steady_clock;
   const double macs = static_cast<double>(M) * K * cols;
   const bool parallel = macs >= kParallelMacs && P > 1 && omp_get_max_threads() > 1 && !omp_in_parallel() &&
-                        Clock::now() >= serial_until;
+                        !gemm_pause.active();
   if (!parallel) {
     run(0, P);
     return;
@@ -256,12 +254,8 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
     run(P * id / nt, P * (id + 1) / nt);
   }
   const double took = std::chrono::duration<double>(Clock::now() - start).count();
-  if (took <= kStallFactor * macs / (kSerialMacRate * threads) + kStallSlack) {
-    serial_pause_ms = kSerialPauseMs;
-    return;
-  }
-  serial_until = Clock::now() + std::chrono::milliseconds(serial_pause_ms);
-  serial_pause_ms = std::min(2 * serial_pause_ms, kSerialPauseMaxMs);  // the host stays busy: try less often
+  if (took > kStallFactor * macs / (kSerialMacRate * threads) + kStallSlack) gemm_pause.stalled();
+  else gemm_pause.ran_smoothly();
 }
 
 }  // namespace

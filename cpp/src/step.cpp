@@ -29,6 +29,7 @@
 #include "detail/activations.hpp"
 #include "detail/simd.hpp"
 #include "detail/simd_avx2.hpp"
+#include "detail/stall.hpp"
 #include "gatecell/threads.hpp"
 
 namespace gatecell::detail {
@@ -557,11 +558,9 @@ class SpinBarrier {
 std::atomic<double> split_patience_us{100.0};
 
 // After a split call whose team fell back to one thread, the calling thread's next calls do not
-// split for a pause of kUnsplitPauseMs, doubled (up to kUnsplitPauseMaxMs) while it keeps
-// happening: on a host that stays busy, each short call would otherwise lose a time slice first.
-constexpr int kUnsplitPauseMs = 50, kUnsplitPauseMaxMs = 1600;
-thread_local std::chrono::steady_clock::time_point unsplit_until;
-thread_local int unsplit_pause_ms = kUnsplitPauseMs;
+// split for a while: on a host that stays busy, each short call would otherwise lose a time slice
+// before its team fell back.
+thread_local StallPause split_pause;
 
 // Bytes of weights a step reads beyond which splitting it by units pays for a barrier per step
 // (two threads then stream half the weights each, from two caches).
@@ -581,7 +580,7 @@ template <typename Scalar>
 int unit_team(const CellShape& s) {
   if (omp_in_parallel() || !gemm_rows_independent<Scalar>() || s.projected()) return 1;
   if (s.kind == CellKind::gru && !s.linear_before_reset) return 1;
-  if (std::chrono::steady_clock::now() < unsplit_until) return 1;
+  if (split_pause.active()) return 1;
   const index_t gates = s.kind == CellKind::lstm ? 4 : s.kind == CellKind::gru ? 3 : 1;
   const index_t columns = s.P + (s.in < kWindowInput ? s.in : 0);
   if (gates * s.H * columns * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
@@ -702,12 +701,8 @@ void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape&
     }
   }
   if (error) std::rethrow_exception(error);
-  if (solo_from.load(std::memory_order_relaxed) == kNever) {
-    unsplit_pause_ms = kUnsplitPauseMs;
-  } else {
-    unsplit_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(unsplit_pause_ms);
-    unsplit_pause_ms = std::min(2 * unsplit_pause_ms, kUnsplitPauseMaxMs);
-  }
+  if (solo_from.load(std::memory_order_relaxed) == kNever) split_pause.ran_smoothly();
+  else split_pause.stalled();
   for (index_t t = length; t < T; ++t) std::fill(a.y.at(a.lay, t, 0), a.y.at(a.lay, t, 0) + s.P, Scalar(0));
   std::copy(h_last, h_last + s.P, a.h_n);
   if (a.c_n != nullptr)
@@ -720,8 +715,7 @@ void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape&
 void set_split_patience(double microseconds) {
   if (!(microseconds >= -1)) throw ShapeError("microseconds must be >= -1, got " + std::to_string(microseconds));
   split_patience_us.store(microseconds, std::memory_order_relaxed);
-  unsplit_until = {};
-  unsplit_pause_ms = kUnsplitPauseMs;
+  split_pause.reset();
 }
 
 template <typename Scalar>

@@ -8,12 +8,15 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <random>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
 #include "detail/gemm.hpp"
+#include "detail/stall.hpp"
 
 namespace {
 
@@ -104,4 +107,28 @@ TEST_CASE("gemm rows are independent of the block they come in and of the thread
       }
     }
   }
+}
+
+TEST_CASE("a stall pause starts after a stall, doubles while stalls repeat, and resets") {
+  using gatecell::detail::StallPause;
+  using Clock = std::chrono::steady_clock;
+  StallPause pause;
+  CHECK_FALSE(pause.active());
+  pause.ran_smoothly();
+  CHECK_FALSE(pause.active());
+  // Each stall pauses for twice as long as the one before: 50, 100, 200 ms; a pause that is over
+  // lets parallel work run again.
+  const Clock::time_point start = Clock::now();
+  pause.stalled();
+  CHECK(pause.active());
+  pause.stalled();
+  pause.stalled();
+  while (pause.active() && Clock::now() - start < std::chrono::seconds(5)) std::this_thread::yield();
+  const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+  CHECK(waited >= 0.2);
+  CHECK(waited < 5);
+  pause.stalled();
+  CHECK(pause.active());
+  pause.reset();
+  CHECK_FALSE(pause.active());
 }
