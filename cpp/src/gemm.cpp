@@ -135,6 +135,36 @@ GATECELL_TARGET_AVX2 inline void row_kernel(index_t kc, const float* a, index_t 
   store_row(c + 3 * kPanel, c6, c7, kPanel, load_c);
 }
 
+// Two rows of C times three whole panels (batch 2): B is read once for both rows, in three
+// streams, with twelve FMA chains in flight; row_kernel would read every panel twice. a: the
+// block of A packed two rows per k. Same per-element order as micro_kernel.
+GATECELL_TARGET_AVX2 inline void pair_kernel(index_t kc, const float* a, const float* b, index_t panel_stride,
+                                             float* c, index_t ldc, bool load_c) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c04 = c00, c05 = c00;
+  __m256 c10 = c00, c11 = c00, c12 = c00, c13 = c00, c14 = c00, c15 = c00;
+  const float *b_0 = b, *b_1 = b + panel_stride, *b_2 = b + 2 * panel_stride;
+  for (index_t k = 0; k < kc; ++k) {
+    const index_t o = k * kPanel;
+    const __m256 b0 = _mm256_loadu_ps(b_0 + o), b1 = _mm256_loadu_ps(b_0 + o + 8);
+    const __m256 b2 = _mm256_loadu_ps(b_1 + o), b3 = _mm256_loadu_ps(b_1 + o + 8);
+    const __m256 b4 = _mm256_loadu_ps(b_2 + o), b5 = _mm256_loadu_ps(b_2 + o + 8);
+    __m256 av = _mm256_broadcast_ss(a + 2 * k);
+    c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+    c02 = _mm256_fmadd_ps(av, b2, c02); c03 = _mm256_fmadd_ps(av, b3, c03);
+    c04 = _mm256_fmadd_ps(av, b4, c04); c05 = _mm256_fmadd_ps(av, b5, c05);
+    av = _mm256_broadcast_ss(a + 2 * k + 1);
+    c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+    c12 = _mm256_fmadd_ps(av, b2, c12); c13 = _mm256_fmadd_ps(av, b3, c13);
+    c14 = _mm256_fmadd_ps(av, b4, c14); c15 = _mm256_fmadd_ps(av, b5, c15);
+  }
+  store_row(c, c00, c01, kPanel, load_c);
+  store_row(c + kPanel, c02, c03, kPanel, load_c);
+  store_row(c + 2 * kPanel, c04, c05, kPanel, load_c);
+  store_row(c + ldc, c10, c11, kPanel, load_c);
+  store_row(c + ldc + kPanel, c12, c13, kPanel, load_c);
+  store_row(c + ldc + 2 * kPanel, c14, c15, kPanel, load_c);
+}
+
 // The rows [0, rows) of a block cut into ceil(rows / 6) groups as even as possible, each one call
 // of the micro-kernel: 32 rows run as 6 6 5 5 5 5, not 6 6 6 6 6 2, whose last call would keep
 // only four FMA chains in flight (latency-bound) for a third of a full call's work.
@@ -182,11 +212,15 @@ GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index
     const float* b = panels + p * stride + k0 * kPanel;
     const index_t width = std::min(kPanel, cols - p * kPanel);
     float* cp = c + p * kPanel;
-    // One row at a time (batch 1) is a matrix-vector product: four panels at once keep eight
-    // independent FMA chains in flight instead of two. Fewer than 3 rows make one group.
-    if (m1 - m0 < 3 && p + 4 <= p1 && (p + 4) * kPanel <= cols) {
-      for (index_t m = m0; m < m1; ++m)
-        row_kernel(kc, ap + (m - m0), m1 - m0, b, stride, cp + m * ldc, load_c);
+    // One or two rows (batch 1 or 2) are matrix-vector products: several panels at once keep
+    // eight or twelve independent FMA chains in flight instead of two or four.
+    if (m1 - m0 == 2 && p + 3 <= p1 && (p + 3) * kPanel <= cols) {
+      pair_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
+      p += 3;
+      continue;
+    }
+    if (m1 - m0 == 1 && p + 4 <= p1 && (p + 4) * kPanel <= cols) {
+      row_kernel(kc, ap, 1, b, stride, cp + m0 * ldc, load_c);
       p += 4;
       continue;
     }
@@ -214,6 +248,21 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
     thread_local std::vector<float> a_pack;
     const std::size_t need = static_cast<std::size_t>(kRowBlock) * kDepthBlock;
     if (a_pack.size() < need) a_pack.resize(need);
+    if (M * K <= kRowBlock * kDepthBlock && K > kDepthBlock) {
+      // A small A (the recurrent product of a small batch) packed whole, then B read panel by
+      // panel over all its k blocks: one sequential stream through memory instead of one
+      // 16 KiB piece per panel and k block. Every element still sums its k blocks in order.
+      for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
+        pack_a(a, 0, M, k0, std::min(kDepthBlock, K - k0), a_pack.data() + k0 * M);
+      const index_t chunk = M == 1 ? 4 : M == 2 ? 3 : 1;
+      for (index_t p = p0; p < p1; p += chunk) {
+        const index_t q = std::min(p1, p + chunk);
+        for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
+          block_avx2(a_pack.data() + k0 * M, b.panels(), K, cols, k0, std::min(kDepthBlock, K - k0), 0, M, p, q, c,
+                     ldc, accumulate || k0 > 0);
+      }
+      return;
+    }
     for (index_t k0 = 0; k0 < K || k0 == 0; k0 += kDepthBlock) {
       const index_t kc = std::min(kDepthBlock, K - k0);
       for (index_t m0 = 0; m0 < M; m0 += kRowBlock) {
