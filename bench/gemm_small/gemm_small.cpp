@@ -67,5 +67,30 @@ int main(int argc, char** argv) {
                   flops / best_new * 1e-9, best_old / best_new, same ? "same" : "DIFFERENT");
     }
   }
+  // Packing a transposed weight (W^T of a row-major W [N, K]), as the time loops do at every call.
+  std::printf("\npack W^T  %5s %5s | %8s | %8s | %6s %s\n", "K", "N", "old GB/s", "new GB/s", "new/old", "bitwise");
+  for (const auto& s : shapes) {
+    const index_t K = s[0], N = s[1];
+    std::vector<float> w(K * N);
+    for (float& x : w) x = u(rng);
+    const gd::gv_old::MatView<float> v_old{w.data(), K, N, 1, K};
+    const gd::gv_new::MatView<float> v_new{w.data(), K, N, 1, K};
+    gd::gv_old::PackedMatrix<float> p_old;
+    gd::gv_new::PackedMatrix<float> p_new;
+    double best_old = 1e9, best_new = 1e9;
+    for (int r = 0; r < rounds; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < calls / 10 + 1; ++i) p_old.pack(v_old);
+      auto t1 = std::chrono::steady_clock::now();
+      for (int i = 0; i < calls / 10 + 1; ++i) p_new.pack(v_new);
+      auto t2 = std::chrono::steady_clock::now();
+      best_old = std::min(best_old, std::chrono::duration<double>(t1 - t0).count() / (calls / 10 + 1));
+      best_new = std::min(best_new, std::chrono::duration<double>(t2 - t1).count() / (calls / 10 + 1));
+    }
+    const bool same = std::memcmp(p_old.panels(), p_new.panels(), sizeof(float) * K * N) == 0;
+    const double bytes = 4.0 * K * N;
+    std::printf("          %5ld %5ld | %8.1f | %8.1f | %6.3f %s\n", static_cast<long>(K), static_cast<long>(N),
+                bytes / best_old * 1e-9, bytes / best_new * 1e-9, best_old / best_new, same ? "same" : "DIFFERENT");
+  }
   return 0;
 }
