@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 7, calls = argc > 2 ? std::atoi(argv[2]) : 200;
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
-  const index_t shapes[][2] = {{512, 2048}, {256, 1024}, {512, 1536}};
+  const index_t shapes[][2] = {{512, 2048}, {256, 1024}, {512, 1536}, {2048, 512}, {1536, 512}};
   const index_t rows[] = {1, 2, 3, 4, 5, 6, 8, 12};
   std::printf("%4s %5s %5s | %8s %8s | %8s %8s | %6s %s\n", "M", "K", "N", "old GB/s", "GFLOP/s", "new GB/s", "GFLOP/s",
               "new/old", "bitwise");

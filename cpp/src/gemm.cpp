@@ -208,6 +208,35 @@ GATECELL_TARGET_AVX2 inline void pair_kernel(index_t kc, const float* a, const f
   store_row(c + ldc + 2 * kPanel, c14, c15, kPanel, load_c);
 }
 
+// Three rows of C times two whole panels (batch 3): as pair_kernel, twelve chains in two streams
+// instead of micro_kernel's six in one. a: the block of A packed three rows per k.
+GATECELL_TARGET_AVX2 inline void triple_kernel(index_t kc, const float* a, const float* b, index_t panel_stride,
+                                               float* c, index_t ldc, bool load_c) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00;
+  __m256 c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+  const float *b_0 = b, *b_1 = b + panel_stride;
+  for (index_t k = 0; k < kc; ++k) {
+    const index_t o = k * kPanel;
+    const __m256 b0 = _mm256_loadu_ps(b_0 + o), b1 = _mm256_loadu_ps(b_0 + o + 8);
+    const __m256 b2 = _mm256_loadu_ps(b_1 + o), b3 = _mm256_loadu_ps(b_1 + o + 8);
+    __m256 av = _mm256_broadcast_ss(a + 3 * k);
+    c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+    c02 = _mm256_fmadd_ps(av, b2, c02); c03 = _mm256_fmadd_ps(av, b3, c03);
+    av = _mm256_broadcast_ss(a + 3 * k + 1);
+    c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+    c12 = _mm256_fmadd_ps(av, b2, c12); c13 = _mm256_fmadd_ps(av, b3, c13);
+    av = _mm256_broadcast_ss(a + 3 * k + 2);
+    c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+    c22 = _mm256_fmadd_ps(av, b2, c22); c23 = _mm256_fmadd_ps(av, b3, c23);
+  }
+  store_row(c, c00, c01, kPanel, load_c);
+  store_row(c + kPanel, c02, c03, kPanel, load_c);
+  store_row(c + ldc, c10, c11, kPanel, load_c);
+  store_row(c + ldc + kPanel, c12, c13, kPanel, load_c);
+  store_row(c + 2 * ldc, c20, c21, kPanel, load_c);
+  store_row(c + 2 * ldc + kPanel, c22, c23, kPanel, load_c);
+}
+
 // The rows [0, rows) of a block cut into ceil(rows / 6) groups as even as possible, each one call
 // of the micro-kernel: 32 rows run as 6 6 5 5 5 5, not 6 6 6 6 6 2, whose last call would keep
 // only four FMA chains in flight (latency-bound) for a third of a full call's work.
@@ -255,11 +284,16 @@ GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index
     const float* b = panels + p * stride + k0 * kPanel;
     const index_t width = std::min(kPanel, cols - p * kPanel);
     float* cp = c + p * kPanel;
-    // One or two rows (batch 1 or 2) are matrix-vector products: several panels at once keep
-    // eight or twelve independent FMA chains in flight instead of two or four.
+    // One to three rows (batch 1 to 3): several panels at once keep eight or twelve independent
+    // FMA chains in flight instead of two to six.
     if (m1 - m0 == 2 && p + 3 <= p1 && (p + 3) * kPanel <= cols) {
       pair_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
       p += 3;
+      continue;
+    }
+    if (m1 - m0 == 3 && p + 2 <= p1 && (p + 2) * kPanel <= cols) {
+      triple_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
+      p += 2;
       continue;
     }
     if (m1 - m0 == 1 && p + 4 <= p1 && (p + 4) * kPanel <= cols) {
@@ -297,7 +331,7 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
       // 16 KiB piece per panel and k block. Every element still sums its k blocks in order.
       for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
         pack_a(a, 0, M, k0, std::min(kDepthBlock, K - k0), a_pack.data() + k0 * M);
-      const index_t chunk = M == 1 ? 4 : M == 2 ? 3 : 1;
+      const index_t chunk = M == 1 ? 4 : M == 2 ? 3 : M == 3 ? 2 : 1;
       for (index_t p = p0; p < p1; p += chunk) {
         const index_t q = std::min(p1, p + chunk);
         for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
