@@ -4,7 +4,8 @@
 // Prints per shape the GB/s of B streamed and the GFLOP/s of each version, their ratio, and
 // whether both versions give bitwise the same C.
 //
-//   gemm_small [rounds] [calls]       (OMP_NUM_THREADS picks the thread count)
+//   gemm_small [rounds] [calls] [K N M...]   (OMP_NUM_THREADS picks the thread count; one K, N
+//                                             and a list of M replace the default grid)
 
 #include "gemm_new.hpp"
 #include "gemm_old.hpp"
@@ -36,8 +37,13 @@ int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 7, calls = argc > 2 ? std::atoi(argv[2]) : 200;
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
-  const index_t shapes[][2] = {{512, 2048}, {256, 1024}, {512, 1536}, {2048, 512}, {1536, 512}};
-  const index_t rows[] = {1, 2, 3, 4, 5, 6, 8, 12};
+  std::vector<std::vector<index_t>> shapes = {{512, 2048}, {256, 1024}, {512, 1536}, {2048, 512}, {1536, 512}};
+  std::vector<index_t> rows = {1, 2, 3, 4, 5, 6, 8, 12};
+  if (argc > 5) {
+    shapes = {{std::atol(argv[3]), std::atol(argv[4])}};
+    rows.clear();
+    for (int i = 5; i < argc; ++i) rows.push_back(std::atol(argv[i]));
+  }
   std::printf("%4s %5s %5s | %8s %8s | %8s %8s | %6s %s\n", "M", "K", "N", "old GB/s", "GFLOP/s", "new GB/s", "GFLOP/s",
               "new/old", "bitwise");
   for (const auto& s : shapes) {

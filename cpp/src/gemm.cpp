@@ -26,6 +26,7 @@ namespace {
 constexpr index_t kPanel = 16;          // columns per packed panel: two 8-float vectors
 constexpr index_t kDepthBlock = 256;    // k per block: a 16 KiB panel slice stays in L1
 constexpr index_t kRowBlock = 96;       // rows of A per block: stays in L2 across panels
+constexpr index_t kSmallRows = 12;      // up to two row groups: B's stream order matters, A is tiny
 constexpr double kParallelMacs = 1 << 19;  // below this, a fork costs more than it saves
 constexpr double kParallelPack = 1 << 16;  // elements of B: 256 KiB of float take longer to pack than a fork
 
@@ -325,7 +326,7 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
     thread_local std::vector<float> a_pack;
     const std::size_t need = static_cast<std::size_t>(kRowBlock) * kDepthBlock;
     if (a_pack.size() < need) a_pack.resize(need);
-    if (M * K <= kRowBlock * kDepthBlock && K > kDepthBlock) {
+    if (M <= kSmallRows && M * K <= kRowBlock * kDepthBlock && K > kDepthBlock) {
       // A small A (the recurrent product of a small batch) packed whole, then B read panel by
       // panel over all its k blocks: one sequential stream through memory instead of one
       // 16 KiB piece per panel and k block. Every element still sums its k blocks in order.
