@@ -32,7 +32,11 @@ constexpr double kParallelPack = 1 << 16;  // elements of B: 256 KiB of float ta
 
 index_t panel_count(index_t cols) { return (cols + kPanel - 1) / kPanel; }
 
+}  // namespace
+
 #ifdef GATECELL_X86_AVX2
+namespace {
+
 // One whole panel of a B whose k runs contiguously (a transposed weight, W^T with W row-major):
 // 8 x 8 tiles transposed in registers, instead of 16 loads from 16 rows for every k.
 GATECELL_TARGET_AVX2 void pack_panel_transposed(const float* src, index_t cs, index_t K, float* dst) {
@@ -65,9 +69,9 @@ GATECELL_TARGET_AVX2 void pack_panel_transposed(const float* src, index_t cs, in
   for (; k0 < K; ++k0)
     for (index_t j = 0; j < kPanel; ++j) dst[k0 * kPanel + j] = src[j * cs + k0];
 }
-#endif
 
 }  // namespace
+#endif
 
 template <typename Scalar>
 void PackedMatrix<Scalar>::pack(const MatView<Scalar>& b) {
