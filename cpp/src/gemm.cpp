@@ -28,6 +28,7 @@ namespace {
 constexpr index_t kPanel = 16;          // columns per packed panel: two 8-float vectors
 constexpr index_t kDepthBlock = 256;    // k per block: a 16 KiB panel slice stays in L1
 constexpr index_t kRowBlock = 96;       // rows of A per block: stays in L2 across panels
+constexpr index_t kSmallRows = 12;      // up to two row groups: B's stream order matters, A is tiny
 constexpr double kParallelMacs = 1 << 19;  // below this, a fork costs more than it saves
 constexpr double kParallelPack = 1 << 16;  // elements of B: 256 KiB of float take longer to pack than a fork
 
@@ -46,6 +47,45 @@ thread_local StallPause gemm_pause;
 
 }  // namespace
 
+#ifdef GATECELL_X86_AVX2
+namespace {
+
+// One whole panel of a B whose k runs contiguously (a transposed weight, W^T with W row-major):
+// 8 x 8 tiles transposed in registers, instead of 16 loads from 16 rows for every k.
+GATECELL_TARGET_AVX2 void pack_panel_transposed(const float* src, index_t cs, index_t K, float* dst) {
+  index_t k0 = 0;
+  for (; k0 + 8 <= K; k0 += 8) {
+    for (index_t half = 0; half < 2; ++half) {
+      const float* s = src + half * 8 * cs + k0;
+      __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + cs), r2 = _mm256_loadu_ps(s + 2 * cs);
+      __m256 r3 = _mm256_loadu_ps(s + 3 * cs), r4 = _mm256_loadu_ps(s + 4 * cs), r5 = _mm256_loadu_ps(s + 5 * cs);
+      __m256 r6 = _mm256_loadu_ps(s + 6 * cs), r7 = _mm256_loadu_ps(s + 7 * cs);
+      const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+      const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+      const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+      const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+      r0 = _mm256_shuffle_ps(t0, t2, 0x44); r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      r2 = _mm256_shuffle_ps(t1, t3, 0x44); r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      r4 = _mm256_shuffle_ps(t4, t6, 0x44); r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      r6 = _mm256_shuffle_ps(t5, t7, 0x44); r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      float* d = dst + k0 * kPanel + half * 8;
+      _mm256_storeu_ps(d, _mm256_permute2f128_ps(r0, r4, 0x20));
+      _mm256_storeu_ps(d + kPanel, _mm256_permute2f128_ps(r1, r5, 0x20));
+      _mm256_storeu_ps(d + 2 * kPanel, _mm256_permute2f128_ps(r2, r6, 0x20));
+      _mm256_storeu_ps(d + 3 * kPanel, _mm256_permute2f128_ps(r3, r7, 0x20));
+      _mm256_storeu_ps(d + 4 * kPanel, _mm256_permute2f128_ps(r0, r4, 0x31));
+      _mm256_storeu_ps(d + 5 * kPanel, _mm256_permute2f128_ps(r1, r5, 0x31));
+      _mm256_storeu_ps(d + 6 * kPanel, _mm256_permute2f128_ps(r2, r6, 0x31));
+      _mm256_storeu_ps(d + 7 * kPanel, _mm256_permute2f128_ps(r3, r7, 0x31));
+    }
+  }
+  for (; k0 < K; ++k0)
+    for (index_t j = 0; j < kPanel; ++j) dst[k0 * kPanel + j] = src[j * cs + k0];
+}
+
+}  // namespace
+#endif
+
 template <typename Scalar>
 void PackedMatrix<Scalar>::pack(const MatView<Scalar>& b) {
   b_ = b;
@@ -63,6 +103,14 @@ void PackedMatrix<Scalar>::pack(const MatView<Scalar>& b) {
   for (index_t p = 0; p < P; ++p) {
     const index_t width = std::min(kPanel, b.cols - p * kPanel);
     Scalar* dst = panels_.data() + p * K * kPanel;
+#ifdef GATECELL_X86_AVX2
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (b.rs == 1 && width == kPanel) {
+        pack_panel_transposed(b.data + p * kPanel * b.cs, b.cs, K, dst);
+        continue;
+      }
+    }
+#endif
     for (index_t k = 0; k < K; ++k) {
       const Scalar* src = b.data + k * b.rs + p * kPanel * b.cs;
       for (index_t j = 0; j < width; ++j) dst[k * kPanel + j] = src[j * b.cs];
@@ -148,6 +196,65 @@ GATECELL_TARGET_AVX2 inline void row_kernel(index_t kc, const float* a, index_t 
   store_row(c + 3 * kPanel, c6, c7, kPanel, load_c);
 }
 
+// Two rows of C times three whole panels (batch 2): B is read once for both rows, in three
+// streams, with twelve FMA chains in flight; row_kernel would read every panel twice. a: the
+// block of A packed two rows per k. Same per-element order as micro_kernel.
+GATECELL_TARGET_AVX2 inline void pair_kernel(index_t kc, const float* a, const float* b, index_t panel_stride,
+                                             float* c, index_t ldc, bool load_c) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c04 = c00, c05 = c00;
+  __m256 c10 = c00, c11 = c00, c12 = c00, c13 = c00, c14 = c00, c15 = c00;
+  const float *b_0 = b, *b_1 = b + panel_stride, *b_2 = b + 2 * panel_stride;
+  for (index_t k = 0; k < kc; ++k) {
+    const index_t o = k * kPanel;
+    const __m256 b0 = _mm256_loadu_ps(b_0 + o), b1 = _mm256_loadu_ps(b_0 + o + 8);
+    const __m256 b2 = _mm256_loadu_ps(b_1 + o), b3 = _mm256_loadu_ps(b_1 + o + 8);
+    const __m256 b4 = _mm256_loadu_ps(b_2 + o), b5 = _mm256_loadu_ps(b_2 + o + 8);
+    __m256 av = _mm256_broadcast_ss(a + 2 * k);
+    c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+    c02 = _mm256_fmadd_ps(av, b2, c02); c03 = _mm256_fmadd_ps(av, b3, c03);
+    c04 = _mm256_fmadd_ps(av, b4, c04); c05 = _mm256_fmadd_ps(av, b5, c05);
+    av = _mm256_broadcast_ss(a + 2 * k + 1);
+    c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+    c12 = _mm256_fmadd_ps(av, b2, c12); c13 = _mm256_fmadd_ps(av, b3, c13);
+    c14 = _mm256_fmadd_ps(av, b4, c14); c15 = _mm256_fmadd_ps(av, b5, c15);
+  }
+  store_row(c, c00, c01, kPanel, load_c);
+  store_row(c + kPanel, c02, c03, kPanel, load_c);
+  store_row(c + 2 * kPanel, c04, c05, kPanel, load_c);
+  store_row(c + ldc, c10, c11, kPanel, load_c);
+  store_row(c + ldc + kPanel, c12, c13, kPanel, load_c);
+  store_row(c + ldc + 2 * kPanel, c14, c15, kPanel, load_c);
+}
+
+// Three rows of C times two whole panels (batch 3): as pair_kernel, twelve chains in two streams
+// instead of micro_kernel's six in one. a: the block of A packed three rows per k.
+GATECELL_TARGET_AVX2 inline void triple_kernel(index_t kc, const float* a, const float* b, index_t panel_stride,
+                                               float* c, index_t ldc, bool load_c) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00;
+  __m256 c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+  const float *b_0 = b, *b_1 = b + panel_stride;
+  for (index_t k = 0; k < kc; ++k) {
+    const index_t o = k * kPanel;
+    const __m256 b0 = _mm256_loadu_ps(b_0 + o), b1 = _mm256_loadu_ps(b_0 + o + 8);
+    const __m256 b2 = _mm256_loadu_ps(b_1 + o), b3 = _mm256_loadu_ps(b_1 + o + 8);
+    __m256 av = _mm256_broadcast_ss(a + 3 * k);
+    c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+    c02 = _mm256_fmadd_ps(av, b2, c02); c03 = _mm256_fmadd_ps(av, b3, c03);
+    av = _mm256_broadcast_ss(a + 3 * k + 1);
+    c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+    c12 = _mm256_fmadd_ps(av, b2, c12); c13 = _mm256_fmadd_ps(av, b3, c13);
+    av = _mm256_broadcast_ss(a + 3 * k + 2);
+    c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+    c22 = _mm256_fmadd_ps(av, b2, c22); c23 = _mm256_fmadd_ps(av, b3, c23);
+  }
+  store_row(c, c00, c01, kPanel, load_c);
+  store_row(c + kPanel, c02, c03, kPanel, load_c);
+  store_row(c + ldc, c10, c11, kPanel, load_c);
+  store_row(c + ldc + kPanel, c12, c13, kPanel, load_c);
+  store_row(c + 2 * ldc, c20, c21, kPanel, load_c);
+  store_row(c + 2 * ldc + kPanel, c22, c23, kPanel, load_c);
+}
+
 // The rows [0, rows) of a block cut into ceil(rows / 6) groups as even as possible, each one call
 // of the micro-kernel: 32 rows run as 6 6 5 5 5 5, not 6 6 6 6 6 2, whose last call would keep
 // only four FMA chains in flight (latency-bound) for a third of a full call's work.
@@ -195,11 +302,20 @@ GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index
     const float* b = panels + p * stride + k0 * kPanel;
     const index_t width = std::min(kPanel, cols - p * kPanel);
     float* cp = c + p * kPanel;
-    // One row at a time (batch 1) is a matrix-vector product: four panels at once keep eight
-    // independent FMA chains in flight instead of two. Fewer than 3 rows make one group.
-    if (m1 - m0 < 3 && p + 4 <= p1 && (p + 4) * kPanel <= cols) {
-      for (index_t m = m0; m < m1; ++m)
-        row_kernel(kc, ap + (m - m0), m1 - m0, b, stride, cp + m * ldc, load_c);
+    // One to three rows (batch 1 to 3): several panels at once keep eight or twelve independent
+    // FMA chains in flight instead of two to six.
+    if (m1 - m0 == 2 && p + 3 <= p1 && (p + 3) * kPanel <= cols) {
+      pair_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
+      p += 3;
+      continue;
+    }
+    if (m1 - m0 == 3 && p + 2 <= p1 && (p + 2) * kPanel <= cols) {
+      triple_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
+      p += 2;
+      continue;
+    }
+    if (m1 - m0 == 1 && p + 4 <= p1 && (p + 4) * kPanel <= cols) {
+      row_kernel(kc, ap, 1, b, stride, cp + m0 * ldc, load_c);
       p += 4;
       continue;
     }
@@ -227,6 +343,21 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
     thread_local std::vector<float> a_pack;
     const std::size_t need = static_cast<std::size_t>(kRowBlock) * kDepthBlock;
     if (a_pack.size() < need) a_pack.resize(need);
+    if (M <= kSmallRows && M * K <= kRowBlock * kDepthBlock && K > kDepthBlock) {
+      // A small A (the recurrent product of a small batch) packed whole, then B read panel by
+      // panel over all its k blocks: one sequential stream through memory instead of one
+      // 16 KiB piece per panel and k block. Every element still sums its k blocks in order.
+      for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
+        pack_a(a, 0, M, k0, std::min(kDepthBlock, K - k0), a_pack.data() + k0 * M);
+      const index_t chunk = M == 1 ? 4 : M == 2 ? 3 : M == 3 ? 2 : 1;
+      for (index_t p = p0; p < p1; p += chunk) {
+        const index_t q = std::min(p1, p + chunk);
+        for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
+          block_avx2(a_pack.data() + k0 * M, b.panels(), K, cols, k0, std::min(kDepthBlock, K - k0), 0, M, p, q, c,
+                     ldc, accumulate || k0 > 0);
+      }
+      return;
+    }
     for (index_t k0 = 0; k0 < K || k0 == 0; k0 += kDepthBlock) {
       const index_t kc = std::min(kDepthBlock, K - k0);
       for (index_t m0 = 0; m0 < M; m0 += kRowBlock) {
