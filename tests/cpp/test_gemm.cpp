@@ -45,7 +45,7 @@ TEST_CASE_TEMPLATE("gemm matches a naive product for every row count, depth, wid
   std::mt19937 rng(7);
   const double eps = std::is_same_v<Scalar, float> ? 1e-6 : 1e-15;
   for (index_t K : {1, 37, 300}) {
-    for (index_t N : {5, 17, 40}) {
+    for (index_t N : {5, 17, 40, 100}) {  // 100: whole panels for the 2- and 3-row kernels, then a rest
       const std::vector<Scalar> b = random_values<Scalar>(K * N, rng);
       PackedMatrix<Scalar> packed;
       packed.pack({b.data(), K, N, N, 1});
@@ -82,28 +82,32 @@ TEST_CASE_TEMPLATE("gemm matches a naive product for every row count, depth, wid
 TEST_CASE("gemm rows are independent of the block they come in and of the thread count (packed float)") {
   if (!gatecell::detail::gemm_rows_independent<float>()) return;  // Eigen's order depends on the sizes
   std::mt19937 rng(11);
-  const index_t M = 100, K = 600, N = 70;  // past the k block, several row groups and a partial panel
-  const std::vector<float> a = random_values<float>(M * K, rng), b = random_values<float>(K * N, rng);
-  PackedMatrix<float> packed;
-  packed.pack({b.data(), K, N, N, 1});
+  // Past the k block, several row groups and a partial panel; blocks of up to 12 rows read B panel
+  // by panel (2 and 3 rows with kernels over 3 and 2 panels), the whole in k blocks.
+  const index_t M = 100, K = 600;
   const int threads = omp_get_max_threads();
-  for (bool transposed : {false, true}) {
-    const MatView<float> av = a_view(a, M, K, transposed);
-    std::vector<float> whole(M * N), other(M * N);
-    omp_set_num_threads(1);
-    gatecell::detail::gemm(av, packed, whole.data(), N, false);
-    omp_set_num_threads(2);
-    gatecell::detail::gemm(av, packed, other.data(), N, false);
-    omp_set_num_threads(threads);
-    CHECK(other == whole);
-    for (index_t r0 = 0; r0 < M; r0 += 7) {
-      for (index_t rows : {1, 2, 5, 8, 13, 32}) {
-        if (r0 + rows > M) continue;
-        const MatView<float> block{av.data + r0 * av.rs, rows, K, av.rs, av.cs};
-        std::vector<float> part(rows * N);
-        gatecell::detail::gemm(block, packed, part.data(), N, false);
-        INFO("rows [" << r0 << ", " << r0 + rows << ") transposed=" << transposed);
-        CHECK(std::equal(part.begin(), part.end(), whole.begin() + r0 * N));
+  for (index_t N : {70, 100}) {
+    for (bool transposed : {false, true}) {
+      const std::vector<float> a = random_values<float>(M * K, rng), b = random_values<float>(K * N, rng);
+      PackedMatrix<float> packed;
+      packed.pack({b.data(), K, N, N, 1});
+      const MatView<float> av = a_view(a, M, K, transposed);
+      std::vector<float> whole(M * N), other(M * N);
+      omp_set_num_threads(1);
+      gatecell::detail::gemm(av, packed, whole.data(), N, false);
+      omp_set_num_threads(2);
+      gatecell::detail::gemm(av, packed, other.data(), N, false);
+      omp_set_num_threads(threads);
+      CHECK(other == whole);
+      for (index_t r0 = 0; r0 < M; r0 += 7) {
+        for (index_t rows : {1, 2, 3, 4, 5, 6, 8, 12, 13, 32}) {
+          if (r0 + rows > M) continue;
+          const MatView<float> block{av.data + r0 * av.rs, rows, K, av.rs, av.cs};
+          std::vector<float> part(rows * N);
+          gatecell::detail::gemm(block, packed, part.data(), N, false);
+          INFO("rows [" << r0 << ", " << r0 + rows << ") N=" << N << " transposed=" << transposed);
+          CHECK(std::equal(part.begin(), part.end(), whole.begin() + r0 * N));
+        }
       }
     }
   }
