@@ -650,9 +650,9 @@ struct UnitSlice {
 // One direction of batch-1 inference on a team of threads, each owning a slice of the units
 // (multiples of 8): each runs its slice of every step into the output row, then waits for the
 // others, whose slices the next step reads. Every value is the one the unsplit step computes (the
-// same sums in the same order), bit for bit. When a thread has waited long (another lost its
-// core, on a busy machine), the first thread runs every slice from then on: the team switches at
-// a step all threads agree on (two barriers after the request).
+// same sums in the same order), bit for bit. When a thread has waited long twice (another lost
+// its core, on a busy machine), the first thread runs every slice from then on: the team switches
+// at a step all threads agree on (two barriers after the request).
 template <typename Scalar>
 void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape& s, int team) {
   const index_t T = a.lay.steps, length = a.lengths != nullptr ? a.lengths[0] : T;
@@ -679,6 +679,7 @@ void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape&
       if (barrier.wait(failed, patience_us) == SpinBarrier::failed) throw std::runtime_error("split step: failed");
       const Scalar* h_prev = h0.data();
       index_t solo = kNever;
+      int slow_waits = 0;  // a lone one is a hiccup of the host: the second makes the switch
       for (index_t k = 0; k < T; ++k) {
         const index_t t = a.step_at(k);
         if (t >= length) continue;  // past the sequence's end: y is zeroed after the team
@@ -690,7 +691,7 @@ void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape&
           const SpinBarrier::Wait waited = barrier.wait(failed, patience_us);  // the whole row is the next h_prev
           if (waited == SpinBarrier::failed) break;
           index_t never = kNever;
-          if (waited == SpinBarrier::slow) solo_from.compare_exchange_strong(never, k + 2);
+          if (waited == SpinBarrier::slow && ++slow_waits >= 2) solo_from.compare_exchange_strong(never, k + 2);
           solo = solo_from.load(std::memory_order_acquire);
         }
         h_prev = a.y.at(a.lay, t, 0);

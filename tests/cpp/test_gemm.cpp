@@ -113,14 +113,15 @@ TEST_CASE("gemm rows are independent of the block they come in and of the thread
   }
 }
 
-TEST_CASE("a stall pause starts after a stall, doubles while stalls repeat, and resets") {
+TEST_CASE("a stall pause starts at a repeated stall, doubles while stalls repeat, and resets") {
   using gatecell::detail::StallPause;
   using Clock = std::chrono::steady_clock;
   StallPause pause;
   CHECK_FALSE(pause.active());
   pause.ran_smoothly();
+  pause.stalled();  // a lone stall: a hiccup of the host
   CHECK_FALSE(pause.active());
-  // Each stall pauses for twice as long as the one before: 50, 100, 200 ms; a pause that is over
+  // Stalls in a row pause for twice as long each time: 50, 100, 200 ms; a pause that is over
   // lets parallel work run again.
   const Clock::time_point start = Clock::now();
   pause.stalled();
@@ -131,8 +132,12 @@ TEST_CASE("a stall pause starts after a stall, doubles while stalls repeat, and 
   const double waited = std::chrono::duration<double>(Clock::now() - start).count();
   CHECK(waited >= 0.2);
   CHECK(waited < 5);
+  pause.stalled();  // the one before is over 200 ms old: a lone stall again
+  CHECK_FALSE(pause.active());
   pause.stalled();
   CHECK(pause.active());
   pause.reset();
+  CHECK_FALSE(pause.active());
+  pause.stalled();
   CHECK_FALSE(pause.active());
 }
