@@ -34,6 +34,11 @@ constexpr double kParallelPack = 1 << 16;  // elements of B: 256 KiB of float ta
 
 index_t panel_count(index_t cols) { return (cols + kPanel - 1) / kPanel; }
 
+}  // namespace
+
+#ifdef GATECELL_X86_AVX2
+namespace {
+
 // A parallel GEMM ends when the last thread of its team is done. On a busy machine a thread that
 // lost its core holds that end back for a time slice (milliseconds), and a time loop forks a GEMM
 // every step (100 steps of 70 us took 0.5 s instead of 13 ms here, with another process on the
@@ -44,11 +49,6 @@ constexpr double kSerialMacRate = 20e9;  // multiply-adds per second of one thre
 constexpr double kStallFactor = 5;
 constexpr double kStallSlack = 200e-6;   // seconds
 thread_local StallPause gemm_pause;
-
-}  // namespace
-
-#ifdef GATECELL_X86_AVX2
-namespace {
 
 // One whole panel of a B whose k runs contiguously (a transposed weight, W^T with W row-major):
 // 8 x 8 tiles transposed in registers, instead of 16 loads from 16 rows for every k.
