@@ -292,6 +292,10 @@ void pack_a(const MatView<float>& a, index_t m0, index_t m1, index_t k0, index_t
   }
 }
 
+// Panels one kernel call covers for a block of `rows` rows of A: row_kernel (1 row) four,
+// pair_kernel three, triple_kernel two, the micro-kernel one.
+constexpr index_t panels_per_call(index_t rows) { return rows == 1 ? 4 : rows == 2 ? 3 : rows == 3 ? 2 : 1; }
+
 // Rows [m0, m1) of C for one k block, panels [p0, p1); ap: that block of A as pack_a leaves it.
 GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index_t K, index_t cols,
                                      index_t k0, index_t kc, index_t m0, index_t m1, index_t p0, index_t p1,
@@ -302,21 +306,14 @@ GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index
     const float* b = panels + p * stride + k0 * kPanel;
     const index_t width = std::min(kPanel, cols - p * kPanel);
     float* cp = c + p * kPanel;
-    // One to three rows (batch 1 to 3): several panels at once keep eight or twelve independent
-    // FMA chains in flight instead of two to six.
-    if (m1 - m0 == 2 && p + 3 <= p1 && (p + 3) * kPanel <= cols) {
-      pair_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
-      p += 3;
-      continue;
-    }
-    if (m1 - m0 == 3 && p + 2 <= p1 && (p + 2) * kPanel <= cols) {
-      triple_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
-      p += 2;
-      continue;
-    }
-    if (m1 - m0 == 1 && p + 4 <= p1 && (p + 4) * kPanel <= cols) {
-      row_kernel(kc, ap, 1, b, stride, cp + m0 * ldc, load_c);
-      p += 4;
+    // One to three rows (batch 1 to 3): several whole panels at once keep eight or twelve
+    // independent FMA chains in flight instead of two to six.
+    const index_t block_rows = m1 - m0, wide = panels_per_call(block_rows);
+    if (wide > 1 && p + wide <= p1 && (p + wide) * kPanel <= cols) {
+      if (block_rows == 1) row_kernel(kc, ap, 1, b, stride, cp + m0 * ldc, load_c);
+      else if (block_rows == 2) pair_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
+      else triple_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
+      p += wide;
       continue;
     }
     for (index_t g = 0; g < groups.count; ++g) {
@@ -349,7 +346,7 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
       // 16 KiB piece per panel and k block. Every element still sums its k blocks in order.
       for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
         pack_a(a, 0, M, k0, std::min(kDepthBlock, K - k0), a_pack.data() + k0 * M);
-      const index_t chunk = M == 1 ? 4 : M == 2 ? 3 : M == 3 ? 2 : 1;
+      const index_t chunk = panels_per_call(M);
       for (index_t p = p0; p < p1; p += chunk) {
         const index_t q = std::min(p1, p + chunk);
         for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)

@@ -478,10 +478,9 @@ void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool a
   AlignedVector<Scalar> buffers((ahead ? 3 : 1) * span);  // the calling thread's last, the helper's first
   Scalar* own = buffers.data() + (ahead ? 2 : 0) * span;
   // Window w: steps k in [w * kPipeSteps, ...), times [t_lo, t_lo + count) in either order.
-  auto window = [&](index_t w, index_t& t_lo, index_t& count) { window_of(a, w, t_lo, count); };
   auto project = [&](index_t w, Scalar* out) {
     index_t t_lo, count;
-    window(w, t_lo, count);
+    window_of(a, w, t_lo, count);
     project_inputs(rows_view(a.x.at(a.lay, t_lo, 0), count, in, a.x.ld), w_ih_t, a.w.b_ih, out);
   };
   std::atomic<index_t> consumed{0};          // windows the calling thread has finished
@@ -494,7 +493,7 @@ void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool a
         gates = own;
       }
       index_t t_lo, count;
-      window(w, t_lo, count);
+      window_of(a, w, t_lo, count);
       for (index_t k = w * kPipeSteps; k < w * kPipeSteps + count; ++k) run(k, gates + (a.step_at(k) - t_lo) * G);
       consumed.store(w + 1, std::memory_order_release);
     }
@@ -583,16 +582,15 @@ int unit_team(const CellShape& s) {
   if (omp_in_parallel() || !gemm_rows_independent<Scalar>() || s.projected()) return 1;
   if (s.kind == CellKind::gru && !s.linear_before_reset) return 1;
   if (split_pause.active()) return 1;
-  const index_t gates = s.kind == CellKind::lstm ? 4 : s.kind == CellKind::gru ? 3 : 1;
   const index_t columns = s.P + (s.in < kWindowInput ? s.in : 0);
-  if (gates * s.H * columns * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
+  if (s.gates() * s.H * columns * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
   for (index_t nt = std::min<index_t>(omp_get_max_threads(), s.H / 8); nt > 1; --nt) {
-    index_t narrowest = s.H;
+    CellShape slice = s;  // the narrowest slice
     for (index_t id = 0; id < nt; ++id)
-      narrowest = std::min(narrowest, slice_start(s.H, id + 1, nt) - slice_start(s.H, id, nt));
-    // The narrowest group of a slice: LSTM's four gates are one group, GRU's x_n and RNN's one gate.
-    const index_t group_rows = narrowest * (s.kind == CellKind::lstm ? 4 : 1);
-    if (narrowest >= kSplitUnits && group_rows >= kMinPanel) return static_cast<int>(nt);
+      slice.H = std::min(slice.H, slice_start(s.H, id + 1, nt) - slice_start(s.H, id, nt));
+    index_t group_rows = slice.gates() * slice.H;  // its narrowest row group
+    for (index_t g = 0; g < slice.group_count(); ++g) group_rows = std::min(group_rows, slice.group(g).rows);
+    if (slice.H >= kSplitUnits && group_rows >= kMinPanel) return static_cast<int>(nt);
   }
   return 1;
 }
@@ -618,7 +616,7 @@ struct UnitSlice {
     pack_cell(shape, a.w, packed);
     work.resize(shape.work_size());
     if (s.in < kWindowInput) return;
-    const index_t gates = a.config->gates(), in = s.in;
+    const index_t gates = s.gates(), in = s.in;
     w_ih_t.resize(gates);
     for (index_t q = 0; q < gates; ++q) {
       w_ih_t[q].pack({a.w.w_ih + (q * s.H + j0) * in, in, shape.H, 1, in});

@@ -32,6 +32,8 @@ struct CellShape {
   index_t unit0 = 0;
 
   bool projected() const { return kind == CellKind::lstm && P < H; }
+  // Gate blocks of H rows in torch's W_ih and W_hh.
+  index_t gates() const { return kind == CellKind::lstm ? 4 : kind == CellKind::gru ? 3 : 1; }
 
   // The row groups, at most three: RNN and LSTM, all G*H gate rows from x and h_prev; GRU, the
   // r and z rows from both, then x_n from x alone and (linear_before_reset) h_n from h_prev alone.
@@ -39,7 +41,7 @@ struct CellShape {
   // LSTM projection W_hr by o * tanh(c).
   index_t group_count() const { return kind == CellKind::gru ? (linear_before_reset ? 3 : 2) : 1; }
   RowGroup group(index_t g) const {
-    if (kind != CellKind::gru) return {(kind == CellKind::lstm ? 4 : 1) * H, true, true};
+    if (kind != CellKind::gru) return {gates() * H, true, true};
     if (g == 0) return {2 * H, true, true};  // r, z
     if (g == 1) return {H, true, false};     // x_n = x W_in^T + b_in
     return {H, false, true};                 // h_n = h_prev W_hn^T + b_hn
