@@ -5,7 +5,8 @@
 # (run from the repository root after `cmake --build build/ctest --target gatecell`).
 set -e
 old=$1; new=$2; out=${3:-build/gemm_small}
-eigen=$(ls -d /work/venvs/*/lib/python3.11/site-packages/cmeel.prefix/include/eigen3 2>/dev/null | head -1)
+# Eigen from the active Python's cmeel-eigen (the test extra installs it), or $EIGEN_INCLUDE.
+eigen=${EIGEN_INCLUDE:-$(python -c "import os, sysconfig; print(os.path.join(sysconfig.get_path('purelib'), 'cmeel.prefix', 'include', 'eigen3'))")}
 mkdir -p "$out"
 for v in old new; do
   eval src=\$$v
