@@ -13,6 +13,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
+#include <stdexcept>
 #include <type_traits>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -93,8 +94,44 @@ void PackedMatrix<Scalar>::pack(const MatView<Scalar>& b) {
     panels_.clear();
     return;
   }
+  panels_.resize(panel_count(b.cols) * b.rows * kPanel);  // every element, padding included, is written below
+  pack_panels(b, panels_.data());
+}
+
+template <typename Scalar>
+void PackedMatrix<Scalar>::pack(const std::vector<MatView<Scalar>>& blocks) {
+  const index_t K = blocks.at(0).rows;
+  index_t cols = 0;
+  bool whole_panels = std::is_same_v<Scalar, float> && use_avx2();
+  for (std::size_t q = 0; q < blocks.size(); ++q) {
+    if (blocks[q].rows != K) throw std::logic_error("PackedMatrix::pack: blocks of different heights");
+    cols += blocks[q].cols;
+    if (q + 1 < blocks.size() && blocks[q].cols % kPanel != 0) whole_panels = false;
+  }
+  if (!whole_panels) {  // gathered into one matrix (the portable path keeps referring to it)
+    gathered_.resize(K * cols);
+    index_t at = 0;
+    for (const MatView<Scalar>& blk : blocks) {
+      for (index_t k = 0; k < K; ++k)
+        for (index_t j = 0; j < blk.cols; ++j) gathered_[k * cols + at + j] = blk.data[k * blk.rs + j * blk.cs];
+      at += blk.cols;
+    }
+    pack({gathered_.data(), K, cols, cols, 1});
+    if (packed()) Buffer<Scalar>().swap(gathered_);
+    return;
+  }
+  b_ = {nullptr, K, cols, 0, 0};
+  panels_.resize(panel_count(cols) * K * kPanel);
+  Scalar* dst = panels_.data();
+  for (const MatView<Scalar>& blk : blocks) {  // each block starts a panel
+    pack_panels(blk, dst);
+    dst += panel_count(blk.cols) * K * kPanel;
+  }
+}
+
+template <typename Scalar>
+void PackedMatrix<Scalar>::pack_panels(const MatView<Scalar>& b, Scalar* out) {
   const index_t K = b.rows, P = panel_count(b.cols);
-  panels_.resize(P * K * kPanel);  // every element, padding included, is written below
   // The time loops pack their weights before their thread team starts: a serial pack of W_hh
   // (1 MiB for H = 256) would keep the other threads waiting.
   const bool parallel = P > 1 && static_cast<double>(K) * b.cols >= kParallelPack && omp_get_max_threads() > 1 &&
@@ -102,7 +139,7 @@ void PackedMatrix<Scalar>::pack(const MatView<Scalar>& b) {
 #pragma omp parallel for schedule(static) if (parallel)
   for (index_t p = 0; p < P; ++p) {
     const index_t width = std::min(kPanel, b.cols - p * kPanel);
-    Scalar* dst = panels_.data() + p * K * kPanel;
+    Scalar* dst = out + p * K * kPanel;
 #ifdef GATECELL_X86_AVX2
     if constexpr (std::is_same_v<Scalar, float>) {
       if (b.rs == 1 && width == kPanel) {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <random>
+#include <stdexcept>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -111,6 +112,45 @@ TEST_CASE("gemm rows are independent of the block they come in and of the thread
       }
     }
   }
+}
+
+TEST_CASE_TEMPLATE("column blocks packed side by side multiply as the matrix they make up", Scalar, float, double) {
+  // B = [B_0 | B_1 | ...], each block a column slice of a wider matrix (as a thread's units of each
+  // gate block of W^T): whole panels but the last (packed in place), then widths that cut panels
+  // (gathered first), and a lone block.
+  std::mt19937 rng(13);
+  const index_t K = 70, ld = 200;
+  const std::vector<Scalar> w = random_values<Scalar>(K * ld, rng);
+  for (const std::vector<index_t>& widths :
+       {std::vector<index_t>{16, 32, 16, 7}, std::vector<index_t>{48, 48}, std::vector<index_t>{10, 16, 5},
+        std::vector<index_t>{33}}) {
+    std::vector<MatView<Scalar>> blocks;
+    index_t cols = 0;
+    for (std::size_t q = 0; q < widths.size(); ++q) {
+      blocks.push_back({w.data() + 50 * q, K, widths[q], ld, 1});  // block q from column 50 q
+      cols += widths[q];
+    }
+    std::vector<Scalar> gathered(K * cols);
+    for (index_t k = 0, at = 0; k < K; ++k, at = 0)
+      for (const MatView<Scalar>& blk : blocks)
+        for (index_t j = 0; j < blk.cols; ++j) gathered[k * cols + at++] = blk.data[k * blk.rs + j];
+    PackedMatrix<Scalar> side_by_side, whole;
+    side_by_side.pack(blocks);
+    whole.pack({gathered.data(), K, cols, cols, 1});
+    CHECK(side_by_side.view().rows == K);
+    CHECK(side_by_side.view().cols == cols);
+    for (index_t M : {1, 3, 4, 17}) {
+      const std::vector<Scalar> a = random_values<Scalar>(M * K, rng);
+      std::vector<Scalar> c(M * cols), expected(M * cols);
+      gatecell::detail::gemm(a_view(a, M, K, false), side_by_side, c.data(), cols, false);
+      gatecell::detail::gemm(a_view(a, M, K, false), whole, expected.data(), cols, false);
+      INFO("M=" << M << " blocks=" << widths.size() << " first width=" << widths[0]);
+      CHECK(c == expected);  // bitwise: the same sums in the same order
+    }
+  }
+  const std::vector<MatView<Scalar>> uneven{{w.data(), K, 16, ld, 1}, {w.data(), K - 1, 16, ld, 1}};
+  PackedMatrix<Scalar> bad;
+  CHECK_THROWS_AS(bad.pack(uneven), std::logic_error);
 }
 
 TEST_CASE("a stall pause starts at a repeated stall, doubles while stalls repeat, and resets") {

@@ -60,13 +60,20 @@ class PackedMatrix {
   // Packs b (the data stays referenced on the portable path); reuses the buffer when it fits.
   // Outside a parallel region a large b is packed by all threads, one block of panels each.
   void pack(const MatView<Scalar>& b);
+  // Packs the blocks side by side, [b_0 | b_1 | ...] (all of the same rows), without gathering
+  // them first when each but the last is whole panels wide (multiples of 16 columns).
+  void pack(const std::vector<MatView<Scalar>>& blocks);
+  // The dimensions of B; its data only on the portable path (packed(): the panels hold B).
   const MatView<Scalar>& view() const { return b_; }
   const Scalar* panels() const { return panels_.data(); }
   bool packed() const { return !panels_.empty(); }
 
  private:
+  static void pack_panels(const MatView<Scalar>& b, Scalar* out);  // b's panels, into out
+
   MatView<Scalar> b_{nullptr, 0, 0, 0, 0};
-  Buffer<Scalar> panels_;  // [ceil(cols/16), rows, 16], zero-padded
+  Buffer<Scalar> panels_;    // [ceil(cols/16), rows, 16], zero-padded
+  Buffer<Scalar> gathered_;  // blocks gathered for the portable path, [rows, cols]
 };
 
 // c = a b (accumulate: c += a b); c is row-major [a.rows, b.cols] with rows ldc apart.
