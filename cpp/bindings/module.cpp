@@ -73,7 +73,9 @@ PYBIND11_MODULE(_core, m) {
         "Sets the number of threads the kernels use (results are bitwise the same for any n).");
   m.def("get_num_threads", &get_num_threads, "The number of threads the kernels use.");
   m.def("_set_split_patience", &detail::set_split_patience, py::arg("microseconds"),
-        "Tests only: how long a thread of a split batch-1 step waits before it counts as kept waiting.");
+        "Tests only: how long a thread of a split step waits before it counts as kept waiting.");
+  m.def("_split_runs", &detail::split_runs,
+        "Tests only: directions run with every step split by units over a team of threads, so far.");
 
   bindings::bind_network(m);
   bindings::bind_model(m);

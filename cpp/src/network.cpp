@@ -13,6 +13,7 @@
 
 #include <Eigen/Core>
 
+#include "detail/batch_split.hpp"
 #include "detail/direction.hpp"
 #include "detail/step.hpp"
 #include "detail/variants.hpp"
@@ -72,6 +73,7 @@ template <typename Scalar>
 void run_forward(const DirectionForward<Scalar>& a) {
   if (a.config->has_variants()) return detail::variant_direction_forward(a);
   if (detail::step_kernel_applies(a)) return detail::step_direction_forward(a);  // batch-1 inference
+  if (const int team = detail::batch_unit_team(a); team > 1) return detail::batch_split_direction_forward(a, team);
   switch (a.config->kind) {
     case CellKind::rnn_tanh:
     case CellKind::rnn_relu: detail::rnn_direction_forward(a); break;

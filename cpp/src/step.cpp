@@ -29,7 +29,7 @@
 #include "detail/activations.hpp"
 #include "detail/simd.hpp"
 #include "detail/simd_avx2.hpp"
-#include "detail/stall.hpp"
+#include "detail/team.hpp"
 #include "gatecell/threads.hpp"
 
 namespace gatecell::detail {
@@ -423,34 +423,6 @@ namespace {
 // Steps per window of the pipelined batch-1 path (below).
 constexpr index_t kPipeSteps = 32;
 
-// Spins before a waiting thread yields its core (each spin a pause, ~26 ns on Zen 3).
-constexpr long kSpinsBeforeYield = 4096;
-// Spins between two readings of the clock by a thread that reports how long it waited.
-constexpr long kSpinsPerClock = 512;
-
-// Spins (then yields, on a busy machine) until ready() or until the other thread failed.
-// waited_us: null, or out: how long it waited in microseconds, roughly (the clock is read every
-// kSpinsPerClock spins from then on: shorter waits read 0, longer ones lose up to that much).
-template <typename Ready>
-bool wait_until(const Ready& ready, const std::atomic<bool>& failed, double* waited_us = nullptr) {
-  using Clock = std::chrono::steady_clock;
-  Clock::time_point since;
-  if (waited_us != nullptr) *waited_us = 0;
-  for (long spins = 1; !ready(); ++spins) {
-    if (failed.load(std::memory_order_acquire)) return false;
-#ifdef GATECELL_X86_AVX2
-    _mm_pause();  // SSE2: every x86-64 CPU
-#endif
-    if (spins > kSpinsBeforeYield) std::this_thread::yield();
-    if (waited_us != nullptr && spins % kSpinsPerClock == 0) {
-      const Clock::time_point now = Clock::now();
-      if (spins == kSpinsPerClock) since = now;
-      *waited_us = std::chrono::duration<double, std::micro>(now - since).count();
-    }
-  }
-  return true;
-}
-
 // Window w of a direction's steps: k in [w * kPipeSteps, w * kPipeSteps + count), which are the
 // times [t_lo, t_lo + count) in either order.
 template <typename Scalar>
@@ -526,53 +498,6 @@ void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool a
   if (error) std::rethrow_exception(error);
 }
 
-// A barrier for the threads of one parallel region that spins, then yields, and tells a wait
-// that lasted long (another thread, on a busy machine, lost its core) from a short one.
-class SpinBarrier {
- public:
-  enum Wait { quick, slow, failed };
-  void reset(int threads) { threads_ = threads; }
-  // Waits for the other threads; `failed` (at once) when one of them failed, `slow` when the wait
-  // lasted more than patience_us microseconds (roughly; negative: always).
-  Wait wait(const std::atomic<bool>& error, double patience_us) {
-    const unsigned generation = generation_.load(std::memory_order_acquire);
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == threads_ - 1) {
-      arrived_.store(0, std::memory_order_relaxed);
-      generation_.fetch_add(1, std::memory_order_acq_rel);
-      return patience_us < 0 ? slow : quick;
-    }
-    double waited_us = 0;
-    const bool done = wait_until([&] { return generation_.load(std::memory_order_acquire) != generation; }, error,
-                                 &waited_us);
-    return !done ? failed : waited_us > patience_us ? slow : quick;
-  }
-
- private:
-  int threads_ = 1;
-  std::atomic<int> arrived_{0};
-  std::atomic<unsigned> generation_{0};
-};
-
-// See gatecell/threads.hpp.
-std::atomic<double> split_patience_us{100.0};
-
-// After a split call whose team fell back to one thread, the calling thread's next calls do not
-// split for a while: on a host that stays busy, each short call would otherwise lose a time slice
-// before its team fell back.
-thread_local StallPause split_pause;
-
-// Bytes of weights a step reads from which splitting it by units pays for a barrier per step (two
-// threads then stream half the weights each, from two caches). Measured at 2 threads (median
-// us/step, split vs not): 64 KiB 0.99-0.56 (LSTM H 64, RNN H 128), 144 KiB 1.26 (LSTM H 96),
-// 192 KiB 1.38 (GRU H 128), 1 MiB 1.68 (LSTM H 256), 4 MiB 1.52-1.83.
-constexpr index_t kSplitBytes = 128 << 10;
-// Fewest units per thread of a split step: fewer would leave the gate math and the barrier a
-// large share of a step.
-constexpr index_t kSplitUnits = 16;
-
-// Where thread id's slice of H units starts when nt threads split a step (id = nt: H).
-index_t slice_start(index_t H, index_t id, index_t nt) { return id == nt ? H : H * id / nt / 8 * 8; }
-
 // Threads that share each step of a batch-1 direction by units (1: no split). Only where every
 // projection comes out the same whoever computes it (gemm_rows_independent), not for cells that
 // need all units before a second product (LSTM projection, the original GRU), and only with
@@ -581,7 +506,7 @@ template <typename Scalar>
 int unit_team(const CellShape& s) {
   if (omp_in_parallel() || !gemm_rows_independent<Scalar>() || s.projected()) return 1;
   if (s.kind == CellKind::gru && !s.linear_before_reset) return 1;
-  if (split_pause.active()) return 1;
+  if (split_pause().active()) return 1;
   const index_t columns = s.P + (s.in < kWindowInput ? s.in : 0);
   if (s.gates() * s.H * columns * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
   for (index_t nt = std::min<index_t>(omp_get_max_threads(), s.H / 8); nt > 1; --nt) {
@@ -599,8 +524,10 @@ int unit_team(const CellShape& s) {
 // their cell state and the projections of the current window.
 template <typename Scalar>
 struct UnitSlice {
+  const DirectionForward<Scalar>& a;
   CellShape shape;
-  index_t j0, j1;
+  index_t j0, j1, length;  // length: the sequence's steps
+  const Scalar* h_prev;    // the whole h of the last step run (the output row), or h0
   AlignedVector<Scalar> packed, work;
   std::vector<Scalar> c;
   std::vector<PackedMatrix<Scalar>> w_ih_t;  // per gate: the slice's rows of its block of W_ih
@@ -608,9 +535,10 @@ struct UnitSlice {
   Buffer<Scalar> x_gates;                    // [kPipeSteps, gates * (j1 - j0)]
   index_t window = -1, t_lo = 0;
 
-  UnitSlice(const DirectionForward<Scalar>& a, const CellShape& s, const std::vector<Scalar>& c0, index_t j0_,
-            index_t j1_)
-      : shape(s), j0(j0_), j1(j1_), c(c0.begin() + j0_, c0.begin() + j1_) {
+  UnitSlice(const DirectionForward<Scalar>& a_, const CellShape& s, const std::vector<Scalar>& h0,
+            const std::vector<Scalar>& c0, index_t j0_, index_t j1_)
+      : a(a_), shape(s), j0(j0_), j1(j1_), length(a_.lengths != nullptr ? a_.lengths[0] : a_.lay.steps),
+        h_prev(h0.data()), c(c0.begin() + j0_, c0.begin() + j1_) {
     shape.H = j1 - j0;
     shape.unit0 = j0;
     pack_cell(shape, a.w, packed);
@@ -625,9 +553,11 @@ struct UnitSlice {
     x_gates.resize(kPipeSteps * gates * shape.H);
   }
 
-  // Step k (time t, inside the sequence) of this slice into y[j0, j1), from the whole h_prev.
-  void step(const DirectionForward<Scalar>& a, index_t k, const Scalar* h_prev) {
+  // Step k (time t) of this slice into y[j0, j1), from the whole h_prev; false past the
+  // sequence's end (nothing to do: y is zeroed after the team).
+  bool step(index_t k) {
     const index_t t = a.step_at(k), H = shape.H, G = static_cast<index_t>(w_ih_t.size()) * H;
+    if (t >= length) return false;
     const Scalar* gates = nullptr;
     if (!x_gates.empty()) {
       if (k / kPipeSteps != window) {  // x W_ih^T + b_ih of this slice's rows for a window of steps
@@ -642,69 +572,25 @@ struct UnitSlice {
     }
     cell_step(shape, packed.data(), a.x.at(a.lay, t, 0), gates, h_prev, c.data(), a.y.at(a.lay, t, 0) + j0,
               work.data(), (k & 1) != 0);
+    h_prev = a.y.at(a.lay, t, 0);  // the whole row, once the team has met
+    return true;
   }
 };
 
 // One direction of batch-1 inference on a team of threads, each owning a slice of the units
-// (multiples of 8): each runs its slice of every step into the output row, then waits for the
-// others, whose slices the next step reads. Every value is the one the unsplit step computes (the
-// same sums in the same order), bit for bit. When a thread has waited long twice (another lost
-// its core, on a busy machine), the first thread runs every slice from then on: the team switches
-// at a step all threads agree on (two barriers after the request).
+// (multiples of 8; run_unit_team). Every value is the one the unsplit step computes (the same
+// sums in the same order), bit for bit.
 template <typename Scalar>
 void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape& s, int team) {
   const index_t T = a.lay.steps, length = a.lengths != nullptr ? a.lengths[0] : T;
   std::vector<Scalar> h0, c0;
   load_state(a.h0, s.P, h0);
   load_state(a.c0, s.H, c0);
-  std::vector<std::unique_ptr<UnitSlice<Scalar>>> slices(team);
-  SpinBarrier barrier;
-  constexpr index_t kNever = std::numeric_limits<index_t>::max();
-  std::atomic<index_t> solo_from{kNever};  // the first step the first thread runs alone
-  std::atomic<bool> failed{false};
-  std::exception_ptr error;
-  const double patience_us = split_patience_us.load(std::memory_order_relaxed);
-  const Scalar* h_last = h0.data();
-#pragma omp parallel num_threads(team)
-  {
-    const index_t id = omp_get_thread_num(), nt = omp_get_num_threads();
-#pragma omp single
-    barrier.reset(static_cast<int>(nt));
-    try {
-      // Each thread packs its own slice: its pages land in its own cache.
-      const index_t j0 = slice_start(s.H, id, nt), j1 = slice_start(s.H, id + 1, nt);
-      slices[id] = std::make_unique<UnitSlice<Scalar>>(a, s, c0, j0, j1);
-      if (barrier.wait(failed, patience_us) == SpinBarrier::failed) throw std::runtime_error("split step: failed");
-      const Scalar* h_prev = h0.data();
-      index_t solo = kNever;
-      int slow_waits = 0;  // a lone one is a hiccup of the host: the second makes the switch
-      for (index_t k = 0; k < T; ++k) {
-        const index_t t = a.step_at(k);
-        if (t >= length) continue;  // past the sequence's end: y is zeroed after the team
-        if (k >= solo) {
-          if (id != 0) break;
-          for (index_t q = 0; q < nt; ++q) slices[q]->step(a, k, h_prev);
-        } else {
-          slices[id]->step(a, k, h_prev);
-          const SpinBarrier::Wait waited = barrier.wait(failed, patience_us);  // the whole row is the next h_prev
-          if (waited == SpinBarrier::failed) break;
-          index_t never = kNever;
-          if (waited == SpinBarrier::slow && ++slow_waits >= 2) solo_from.compare_exchange_strong(never, k + 2);
-          solo = solo_from.load(std::memory_order_acquire);
-        }
-        h_prev = a.y.at(a.lay, t, 0);
-      }
-      if (id == 0) h_last = h_prev;
-    } catch (...) {
-#pragma omp critical(gatecell_split_error)
-      if (!error) error = std::current_exception();
-      failed.store(true, std::memory_order_release);
-    }
-  }
-  if (error) std::rethrow_exception(error);
-  if (solo_from.load(std::memory_order_relaxed) == kNever) split_pause.ran_smoothly();
-  else split_pause.stalled();
+  const auto slices = run_unit_team<UnitSlice<Scalar>>(team, T, [&](index_t id, index_t nt) {
+    return std::make_unique<UnitSlice<Scalar>>(a, s, h0, c0, slice_start(s.H, id, nt), slice_start(s.H, id + 1, nt));
+  });
   for (index_t t = length; t < T; ++t) std::fill(a.y.at(a.lay, t, 0), a.y.at(a.lay, t, 0) + s.P, Scalar(0));
+  const Scalar* h_last = slices[0]->h_prev;
   std::copy(h_last, h_last + s.P, a.h_n);
   if (a.c_n != nullptr)
     for (const auto& slice : slices)
@@ -716,8 +602,10 @@ void split_direction_forward(const DirectionForward<Scalar>& a, const CellShape&
 void set_split_patience(double microseconds) {
   if (!(microseconds >= -1)) throw ShapeError("microseconds must be >= -1, got " + std::to_string(microseconds));
   split_patience_us.store(microseconds, std::memory_order_relaxed);
-  split_pause.reset();
+  split_pause().reset();
 }
+
+long split_runs() { return split_team_runs.load(std::memory_order_relaxed); }
 
 template <typename Scalar>
 void step_direction_forward(const DirectionForward<Scalar>& a) {

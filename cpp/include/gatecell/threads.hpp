@@ -13,13 +13,18 @@ void set_num_threads(int n);
 int get_num_threads();
 
 namespace detail {
-// Batch-1 inference with large weights splits every step by units over the threads; a thread
-// kept waiting at a step's barrier longer than this (default 100 us) twice takes it that another
-// thread lost its core, and the first thread then runs every slice alone (and the calling thread's
-// next calls do not split for a while). For tests, which lower it to force that switch; it also
+// Inference with large weights and too few sequences to give each thread its own (batch 1, or a
+// few sequences) splits every step by units over the threads; a thread kept waiting at a step's
+// barrier longer than this (default 100 us) twice takes it that another thread lost its core, and
+// the first thread then runs every slice alone (and the calling thread's next calls do not split
+// for a while). For tests, which lower it to force that switch; it also
 // ends the calling thread's pause.
 //   microseconds: >= -1 (ShapeError otherwise); -1: every wait counts as long
 void set_split_patience(double microseconds);
+
+// For tests: how many directions have run split by units (batch 1 or a few sequences, on a team
+// of threads) in this process, so that a test can tell that it exercised the split.
+long split_runs();
 }  // namespace detail
 
 }  // namespace gatecell

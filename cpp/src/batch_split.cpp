@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: MIT
+// Small-batch inference split by units over a team of threads (detail/batch_split.hpp).
+// Equation numbers refer to rnn.cpp (R), lstm.cpp (L) and gru.cpp (G).
+//
+// With a few sequences (fewer than a row team needs), a step is one small GEMM h_prev W_hh^T
+// whose weights outgrow L2, then the gate math. Forking that GEMM over the threads at every step
+// leaves the gate math on one thread and joins the team twice per step; here each thread keeps
+// its units' columns of W_hh^T and W_ih^T for the whole sequence and runs their GEMMs and gate
+// math for every sequence, and the team meets once per step (run_unit_team).
+// Every value is the one the unsplit kernels compute: the GEMM sums each element in one chain
+// whichever columns a call covers, and the gate math runs the same row kernels on the same
+// operands, each unit in the same vector lane (slices start at multiples of 8).
+
+#include "detail/batch_split.hpp"
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "detail/cell_math.hpp"
+#include "detail/team.hpp"
+
+namespace gatecell::detail {
+
+namespace {
+
+// Steps per window of input projections (x W_ih^T + b_ih, one GEMM for the window).
+constexpr index_t kWindowSteps = 32;
+
+// Slices start at multiples of 16 units: each gate block of a slice is then whole GEMM panels
+// wide (but the last slice's), and PackedMatrix packs the blocks side by side without a copy.
+constexpr index_t kSliceAlign = 16;
+
+// Gate blocks of a cell's weights: RNN 1, LSTM 4, GRU 3.
+index_t gate_blocks(CellKind kind) { return kind == CellKind::lstm ? 4 : kind == CellKind::gru ? 3 : 1; }
+
+// One thread's share: the units [j0, j0 + U) of every sequence, with their columns of W_ih^T and
+// W_hh^T (each gathered gate by gate into one packed matrix), their cell states and their window
+// of projections.
+// All of its buffers are [rows, gates * U]: gate q's columns at q * U, as the unsplit kernels'
+// [rows, gates * H] with H = U, so the same row kernels run on them.
+template <typename Scalar>
+class BatchSlice {
+ public:
+  BatchSlice(const DirectionForward<Scalar>& a, Scalar* const* h, index_t j0, index_t j1)
+      : a_(a), h_(h), H_(a.config->hidden_size), N_(a.lay.batch), j0_(j0), U_(j1 - j0),
+        gates_(gate_blocks(a.config->kind)), GU_(gates_ * U_) {
+    pack_rows(a.w.w_ih, a.x.cols, w_ih_t_);
+    pack_rows(a.w.w_hh, H_, w_hh_t_);
+    gather(a.w.b_ih, b_ih_);
+    gather(a.w.b_hh, b_hh_);
+    c_.assign(N_ * U_, Scalar(0));
+    if (a.config->kind == CellKind::lstm && a.c0 != nullptr)
+      for (index_t n = 0; n < N_; ++n) std::copy(a.c0 + n * H_ + j0_, a.c0 + n * H_ + j0_ + U_, c_.data() + n * U_);
+    hp_.resize(N_ * GU_);
+    x_gates_.resize(kWindowSteps * N_ * GU_);
+    if (a.lay.batch_first) x_rows_.resize(kWindowSteps * N_ * a.x.cols);
+  }
+
+  // Step k (time t) of the slice's units for every sequence: from h_[k % 2] (the whole h_prev)
+  // into h_[(k + 1) % 2] and y. A sequence past its length outputs zero and keeps h and c.
+  bool step(index_t k) {
+    const index_t t = a_.step_at(k);
+    const Scalar* h_prev = h_[k % 2];
+    Scalar* h_next = h_[(k + 1) % 2];
+    if (k / kWindowSteps != window_) project_window(k / kWindowSteps);
+    gemm(rows_view(h_prev, N_, H_, H_), w_hh_t_, hp_.data(), GU_, false);  // (R1), (L1), (G2)-(G3), recurrent half
+    const CellKind kind = a_.config->kind;
+    for (index_t n = 0; n < N_; ++n) {
+      Scalar* y = a_.y.at(a_.lay, t, n) + j0_;
+      const Scalar* h_row = h_prev + n * H_ + j0_;
+      Scalar* h_out = h_next + n * H_ + j0_;
+      Scalar* hp = hp_.data() + n * GU_;
+      if (!a_.active(t, n)) {
+        std::fill(y, y + U_, Scalar(0));
+        std::copy(h_row, h_row + U_, h_out);
+        continue;
+      }
+      Scalar* gate = x_gates_.data() + ((t - t_lo_) * N_ + n) * GU_;
+      const Scalar* b_hh = b_hh_.empty() ? nullptr : b_hh_.data();
+      if (kind == CellKind::lstm) {
+        Scalar* c = c_.data() + n * U_;
+        lstm_row_forward(gate, hp, c, c, h_out, U_, b_hh);  // (L2)-(L4)
+      } else {
+        if (b_hh != nullptr) VectorMap<Scalar>(hp, GU_).noalias() += ConstVectorMap<Scalar>(b_hh, GU_);
+        if (kind == CellKind::gru) {
+          std::copy(h_row, h_row + U_, h_out);
+          gru_row_forward_lbr(gate, hp, h_out, static_cast<Scalar*>(nullptr), U_);  // (G2), (G3), (G5)
+        } else {
+          rnn_row_forward(gate, hp, h_out, U_, kind == CellKind::rnn_relu);  // (R2)
+        }
+      }
+      std::copy(h_out, h_out + U_, y);
+    }
+    return true;
+  }
+
+  // The slice's part of c_n [N, H].
+  void copy_cell_state(Scalar* c_n) const {
+    for (index_t n = 0; n < N_; ++n) std::copy(c_.data() + n * U_, c_.data() + (n + 1) * U_, c_n + n * H_ + j0_);
+  }
+
+ private:
+  // x W_ih^T + b_ih of the slice's columns for window w of steps, rows (t - t_lo) * N + n.
+  void project_window(index_t w) {
+    const index_t k0 = w * kWindowSteps, count = std::min(kWindowSteps, a_.lay.steps - k0);
+    const index_t in = a_.x.cols;
+    t_lo_ = std::min(a_.step_at(k0), a_.step_at(k0 + count - 1));
+    MatView<Scalar> x = rows_view(a_.x.at(a_.lay, t_lo_, 0), count * N_, in, a_.x.ld);
+    if (a_.lay.batch_first) {  // gathered, so that one GEMM covers the window
+      for (index_t s = 0; s < count; ++s)
+        for (index_t n = 0; n < N_; ++n) {
+          const Scalar* src = a_.x.at(a_.lay, t_lo_ + s, n);
+          std::copy(src, src + in, x_rows_.data() + (s * N_ + n) * in);
+        }
+      x = rows_view<Scalar>(x_rows_.data(), count * N_, in, in);
+    }
+    project_inputs(x, w_ih_t_, b_ih_.empty() ? nullptr : b_ih_.data(), x_gates_.data());
+    window_ = w;
+  }
+
+  // The slice's rows of each gate block of w [gates * H, cols], transposed and packed side by side
+  // (one GEMM covers every gate).
+  void pack_rows(const Scalar* w, index_t cols, PackedMatrix<Scalar>& out) const {
+    std::vector<MatView<Scalar>> blocks;
+    for (index_t q = 0; q < gates_; ++q) blocks.push_back({w + (q * H_ + j0_) * cols, cols, U_, 1, cols});
+    out.pack(blocks);
+  }
+
+  // The slice's part of each gate block of a bias [gates * H] (out stays empty when b is null).
+  void gather(const Scalar* b, std::vector<Scalar>& out) const {
+    if (b == nullptr) return;
+    for (index_t q = 0; q < gates_; ++q) out.insert(out.end(), b + q * H_ + j0_, b + q * H_ + j0_ + U_);
+  }
+
+  const DirectionForward<Scalar>& a_;
+  Scalar* const* h_;  // h_[0], h_[1]: [N, H] each, shared by the team, alternating by step
+  index_t H_, N_, j0_, U_, gates_, GU_;
+  PackedMatrix<Scalar> w_ih_t_, w_hh_t_;  // [in, gates * U], [H, gates * U]
+  std::vector<Scalar> b_ih_, b_hh_, c_;   // [gates * U] the slice's parts of the biases, or empty; [N, U]
+  Buffer<Scalar> hp_, x_gates_, x_rows_;  // written before they are read
+  index_t window_ = -1, t_lo_ = 0;
+};
+
+}  // namespace
+
+template <typename Scalar>
+int batch_unit_team(const DirectionForward<Scalar>& a) {
+  const NetworkConfig& config = *a.config;
+  const index_t N = a.lay.batch, H = config.hidden_size;
+  if (a.cache != nullptr || config.has_variants() || config.reverse || config.proj_size > 0) return 1;
+  if (config.kind == CellKind::gru && !config.linear_before_reset) return 1;
+  if (N < 2 || omp_in_parallel() || !gemm_rows_independent<Scalar>() || row_team<Scalar>(N) > 1) return 1;
+  if (split_pause().active()) return 1;
+  // The batch-1 floor holds here too (2 threads, min ms of 100 steps, split vs forked GEMM): LSTM
+  // B 2 H 64 (64 KiB) 0.31 vs 0.26, but GRU B 3 H 96 (108 KiB) 0.33 vs 0.37 and LSTM B 4 H 128
+  // (256 KiB) 0.95 vs 1.27.
+  if (gate_blocks(config.kind) * H * H * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
+  for (index_t nt = std::min<index_t>(omp_get_max_threads(), H / kSplitUnits); nt > 1; --nt) {
+    index_t narrowest = H;
+    for (index_t id = 0; id < nt; ++id) narrowest = std::min(narrowest, slice_start(H, id + 1, nt, kSliceAlign) - slice_start(H, id, nt, kSliceAlign));
+    if (narrowest >= kSplitUnits) return static_cast<int>(nt);
+  }
+  return 1;
+}
+
+template <typename Scalar>
+void batch_split_direction_forward(const DirectionForward<Scalar>& a, int team) {
+  const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps;
+  std::vector<Scalar> h0, h1(N * H);
+  load_state(a.h0, N * H, h0);
+  Scalar* const h[2] = {h0.data(), h1.data()};
+  const auto slices = run_unit_team<BatchSlice<Scalar>>(team, T, [&](index_t id, index_t nt) {
+    return std::make_unique<BatchSlice<Scalar>>(a, h, slice_start(H, id, nt, kSliceAlign),
+                                               slice_start(H, id + 1, nt, kSliceAlign));
+  });
+  std::copy(h[T % 2], h[T % 2] + N * H, a.h_n);
+  if (a.c_n != nullptr)
+    for (const auto& slice : slices)
+      if (slice != nullptr) slice->copy_cell_state(a.c_n);  // the runtime may have started fewer
+}
+
+template int batch_unit_team<float>(const DirectionForward<float>&);
+template int batch_unit_team<double>(const DirectionForward<double>&);
+template void batch_split_direction_forward<float>(const DirectionForward<float>&, int);
+template void batch_split_direction_forward<double>(const DirectionForward<double>&, int);
+
+}  // namespace gatecell::detail

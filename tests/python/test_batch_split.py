@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: MIT
+"""Inference of a few sequences (fewer than a row team of threads needs) with large weights splits
+every step by units over the threads (cpp/src/batch_split.cpp): each thread keeps its units'
+columns of W_ih^T and W_hh^T and runs their products and gate math for every sequence, with a
+barrier per step. Its results must be the single-threaded kernels' bit for bit, for every cell it
+takes, with lengths, initial states, either layout, stacked layers, and when the first thread
+takes over every slice (another thread lost its core on a busy machine)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import gatecell as gc
+from gatecell import _core
+
+from helpers import assert_close
+
+KINDS = {
+    "rnn-tanh": ("RNN", dict(nonlinearity="tanh")),
+    "rnn-relu": ("RNN", dict(nonlinearity="relu")),
+    "lstm": ("LSTM", {}),
+    "gru": ("GRU", dict(linear_before_reset=True)),
+}
+# Hidden sizes from just above the 128 KiB floor of weights per step (LSTM 96, GRU 112, RNN 184)
+# to sizes whose slices are not multiples of 8 units (the last slice takes the rest) and that cut
+# into 3 and 4 slices; input widths below and above the vector width.
+SIZES = {
+    "rnn-tanh": [(5, 184), (100, 300)],
+    "rnn-relu": [(37, 200)],
+    "lstm": [(3, 96), (64, 130), (100, 200)],
+    "gru": [(9, 112), (64, 170), (33, 256)],
+}
+CASES = [(kind, I, H, N) for kind, sizes in SIZES.items() for (I, H), N in zip(sizes, itertools.cycle([2, 5, 3, 7]))]
+# (batch_first, initial state, lengths, layers): every combination meets every cell kind.
+OPTIONS = list(itertools.product([False, True], [False, True], [False, True], [1, 2]))
+
+
+def _ids(case):
+    kind, I, H, N = case
+    return f"{kind}-I{I}-H{H}-N{N}"
+
+
+def _run(m, x, state, lengths, threads, patience):
+    gc.set_num_threads(threads)
+    _core._set_split_patience(patience)  # also ends a pause left by a run whose team fell back
+    out, final = m(x, state, lengths)
+    return [out, *(final if isinstance(final, tuple) else (final,))]
+
+
+@pytest.mark.parametrize("patience", [100.0, -1.0], ids=["split", "alone"])
+@pytest.mark.parametrize("options", range(len(OPTIONS)))
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_split_matches_one_thread(case, options, patience):
+    kind, I, H, N = case
+    batch_first, with_state, with_lengths, layers = OPTIONS[options]
+    name, extra = KINDS[kind]
+    m = getattr(gc, name)(I, H, num_layers=layers, batch_first=batch_first, seed=I + H + options, **extra).eval()
+    rng = np.random.default_rng(H * 17 + options)
+    T = 71  # three windows of projections, the last one short
+    x = rng.standard_normal((N, T, I) if batch_first else (T, N, I)).astype(np.float32)
+    state = None
+    if with_state:
+        h_shape, c_shape = m._state_shapes(N)
+        h0 = rng.standard_normal(h_shape).astype(np.float32)
+        state = (h0, rng.standard_normal(c_shape).astype(np.float32)) if name == "LSTM" else h0
+    lengths = None
+    if with_lengths:  # one sequence ends inside the first window, one at T
+        lengths = rng.integers(1, T + 1, size=N)
+        lengths[0], lengths[-1] = 5, T
+    before = gc.get_num_threads()
+    try:
+        one = _run(m, x, state, lengths, 1, 100.0)
+        runs_before = _core._split_runs()
+        for threads in (2, 3, 4):
+            many = _run(m, x, state, lengths, threads, patience)
+            for k, (a, b) in enumerate(zip(one, many)):
+                assert a.tobytes() == b.tobytes(), f"array {k} differs between 1 and {threads} threads"
+        # Each layer at each thread count ran split: the test covers the split, not the fallback.
+        assert _core._split_runs() - runs_before == 3 * layers
+    finally:
+        gc.set_num_threads(before)
+        _core._set_split_patience(100.0)
+    # And the split agrees with the float64 model to float32 rounding.
+    m64 = getattr(gc, name)(I, H, num_layers=layers, batch_first=batch_first, seed=I + H + options,
+                            dtype=np.float64, **extra).eval()
+    s64 = None if state is None else (tuple(s.astype(np.float64) for s in state) if isinstance(state, tuple)
+                                      else state.astype(np.float64))
+    out64, _ = m64(x.astype(np.float64), s64, lengths)
+    assert_close("y", many[0], out64.astype(np.float32), np.float32)
+
+
+@pytest.mark.parametrize("kind,kwargs,N,H", [
+    ("LSTM", dict(), 2, 64),                              # 64 KiB of weights: below the floor
+    ("LSTM", dict(proj_size=50), 3, 200),                 # the projection needs every unit
+    ("GRU", dict(linear_before_reset=False), 3, 200),     # r * h_prev needs every unit
+    ("LSTM", dict(), 8, 200),                             # a row team: each thread its own rows
+    ("GRU", dict(bidirectional=True), 3, 200),            # the two directions side by side
+])
+def test_no_split_where_it_does_not_apply(kind, kwargs, N, H):
+    """These run unsplit at 2 threads, and still bitwise as at one thread."""
+    m = getattr(gc, kind)(16, H, seed=1, **kwargs).eval()
+    x = np.random.default_rng(2).standard_normal((9, N, 16)).astype(np.float32)
+    before = gc.get_num_threads()
+    try:
+        gc.set_num_threads(1)
+        one = m(x)[0]
+        gc.set_num_threads(2)
+        runs_before = _core._split_runs()
+        two = m(x)[0]
+        assert _core._split_runs() == runs_before
+    finally:
+        gc.set_num_threads(before)
+    assert one.tobytes() == two.tobytes()
+
+
+def test_training_forward_does_not_split():
+    """Training keeps every step's activations for backward: the split is for inference only."""
+    m = gc.LSTM(16, 200, seed=1)
+    x = np.random.default_rng(3).standard_normal((9, 3, 16)).astype(np.float32)
+    before = gc.get_num_threads()
+    try:
+        gc.set_num_threads(2)
+        runs_before = _core._split_runs()
+        m(x)
+        assert _core._split_runs() == runs_before
+    finally:
+        gc.set_num_threads(before)
