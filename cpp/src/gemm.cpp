@@ -6,6 +6,7 @@
 
 #include "detail/gemm.hpp"
 #include "detail/simd.hpp"
+#include "detail/simd_avx2.hpp"
 #include "detail/stall.hpp"
 
 #include <omp.h>
@@ -58,26 +59,11 @@ GATECELL_TARGET_AVX2 void pack_panel_transposed(const float* src, index_t cs, in
   for (; k0 + 8 <= K; k0 += 8) {
     for (index_t half = 0; half < 2; ++half) {
       const float* s = src + half * 8 * cs + k0;
-      __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + cs), r2 = _mm256_loadu_ps(s + 2 * cs);
-      __m256 r3 = _mm256_loadu_ps(s + 3 * cs), r4 = _mm256_loadu_ps(s + 4 * cs), r5 = _mm256_loadu_ps(s + 5 * cs);
-      __m256 r6 = _mm256_loadu_ps(s + 6 * cs), r7 = _mm256_loadu_ps(s + 7 * cs);
-      const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-      const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-      const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-      const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-      r0 = _mm256_shuffle_ps(t0, t2, 0x44); r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-      r2 = _mm256_shuffle_ps(t1, t3, 0x44); r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-      r4 = _mm256_shuffle_ps(t4, t6, 0x44); r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-      r6 = _mm256_shuffle_ps(t5, t7, 0x44); r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s + i * cs);
+      avx2::transpose8(r);
       float* d = dst + k0 * kPanel + half * 8;
-      _mm256_storeu_ps(d, _mm256_permute2f128_ps(r0, r4, 0x20));
-      _mm256_storeu_ps(d + kPanel, _mm256_permute2f128_ps(r1, r5, 0x20));
-      _mm256_storeu_ps(d + 2 * kPanel, _mm256_permute2f128_ps(r2, r6, 0x20));
-      _mm256_storeu_ps(d + 3 * kPanel, _mm256_permute2f128_ps(r3, r7, 0x20));
-      _mm256_storeu_ps(d + 4 * kPanel, _mm256_permute2f128_ps(r0, r4, 0x31));
-      _mm256_storeu_ps(d + 5 * kPanel, _mm256_permute2f128_ps(r1, r5, 0x31));
-      _mm256_storeu_ps(d + 6 * kPanel, _mm256_permute2f128_ps(r2, r6, 0x31));
-      _mm256_storeu_ps(d + 7 * kPanel, _mm256_permute2f128_ps(r3, r7, 0x31));
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(d + j * kPanel, r[j]);
     }
   }
   for (; k0 < K; ++k0)
