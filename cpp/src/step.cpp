@@ -58,12 +58,36 @@ index_t panel_count(index_t rows) {
 index_t panel_width(index_t rows, index_t p) {
   return p + 1 == panel_count(rows) ? padded(rows) - p * R : R;
 }
-// Writes row r (n values from src) of a panelled [rows, K] matrix m, starting at column k0.
+#ifdef GATECELL_X86_AVX2
+// The AVX2 part of put_rows8: columns [0, n rounded down to 8) of dst (the first row's place,
+// rows `width` apart along k); returns how many it wrote.
+GATECELL_TARGET_AVX2 index_t put_rows8_avx2(float* dst, index_t width, const float* const* src, index_t n) {
+  index_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    avx2::V r[8];
+    for (int i = 0; i < 8; ++i) r[i] = src[i] != nullptr ? avx2::ld(src[i] + k) : _mm256_setzero_ps();
+    avx2::transpose8(r);
+    for (int j = 0; j < 8; ++j) avx2::st(dst + (k + j) * width, r[j]);
+  }
+  return k;
+}
+#endif
+
+// Writes the rows [r0, r0 + 8) (r0 a multiple of 8) of a panelled [rows, K] matrix m, columns
+// [k0, k0 + n), from src[i] for row r0 + i (null: zeros). The 8 rows lie in one panel, where each
+// k holds them side by side: 8 x 8 tiles are transposed in registers on the AVX2 path.
 template <typename Scalar>
-void put_row(Scalar* m, index_t rows, index_t K, index_t r, index_t k0, const Scalar* src, index_t n) {
-  const index_t p = std::min(r / R, panel_count(rows) - 1), width = panel_width(rows, p);
-  Scalar* dst = m + p * R * K + k0 * width + r - p * R;
-  for (index_t k = 0; k < n; ++k) dst[k * width] = src[k];
+void put_rows8(Scalar* m, index_t rows, index_t K, index_t r0, index_t k0, const Scalar* const* src, index_t n) {
+  const index_t p = std::min(r0 / R, panel_count(rows) - 1), width = panel_width(rows, p);
+  Scalar* dst = m + p * R * K + k0 * width + r0 - p * R;
+  index_t k = 0;
+#ifdef GATECELL_X86_AVX2
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (use_avx2()) k = put_rows8_avx2(dst, width, src, n);
+  }
+#endif
+  for (; k < n; ++k)
+    for (index_t i = 0; i < 8; ++i) dst[k * width + i] = src[i] != nullptr ? src[i][k] : Scalar(0);
 }
 
 // Where one group sits in the packed buffer and in the scratch buffer.
@@ -198,8 +222,8 @@ void pre_activations(bool avx2, const CellShape& s, const Scalar* packed, const 
     const GroupView<Scalar>& v = views[backwards ? groups - 1 - q : q];
     const bool given = x_gates != nullptr && v.g.from_x;
     if (given && !v.g.from_h) continue;
-    const index_t skip = given ? s.in : 0;  // x's columns, when x W_ih^T + b_ih is given
-    const index_t kx = v.g.from_x ? s.in - skip : 0, kh = v.g.from_h ? s.P : 0;
+    const index_t skip = given ? s.x_columns(v.g) : 0;  // x's columns, when x W_ih^T + b_ih is given
+    const index_t kx = s.x_columns(v.g) - skip, kh = v.g.from_h ? s.P : 0;
     const Scalar* init = given ? v.bias_h : v.bias_all;
     const index_t panels = panel_count(v.g.rows);
     for (index_t r = 0; r < panels; ++r) {
@@ -330,9 +354,13 @@ index_t packed_matrix_size(index_t rows, index_t cols) { return padded(rows) * c
 template <typename Scalar>
 void pack_matrix(const Scalar* w, index_t rows, index_t cols, AlignedVector<Scalar>& out) {
   const index_t offset = static_cast<index_t>(out.size());
-  out.resize(offset + packed_matrix_size(rows, cols), Scalar(0));
+  out.resize(offset + packed_matrix_size(rows, cols));  // every element, padding included, is written below
   Scalar* dst = out.data() + offset;
-  for (index_t r = 0; r < rows; ++r) put_row(dst, rows, cols, r, 0, w + r * cols, cols);
+  for (index_t r0 = 0; r0 < rows; r0 += 8) {
+    const Scalar* src[8];
+    for (index_t i = 0; i < 8; ++i) src[i] = r0 + i < rows ? w + (r0 + i) * cols : nullptr;
+    put_rows8(dst, rows, cols, r0, 0, src, cols);
+  }
 }
 
 template <typename Scalar>
@@ -343,20 +371,27 @@ void pack_cell(const CellShape& s, const LayerWeights<Scalar>& w, AlignedVector<
   index_t first = 0;
   for (index_t g = 0; g < s.group_count(); ++g) {
     const RowGroup rg = s.group(g);
-    const index_t kx = rg.from_x ? s.in : 0, K = s.columns(rg), rows = padded(rg.rows);
+    const index_t kx = s.x_columns(rg), K = s.columns(rg), rows = padded(rg.rows);
     const index_t offset = static_cast<index_t>(out.size());
-    out.resize(offset + s.group_size(g), Scalar(0));
+    out.resize(offset + s.group_size(g));  // every element, padding included, is written below
     Scalar* panels = out.data() + offset;
     Scalar* bias_all = panels + rows * K;
     Scalar* bias_h = bias_all + rows;
-    for (index_t r = 0; r < rg.rows; ++r) {
-      const index_t row = (first + r / H) * layer_H + s.unit0 + r % H;
-      if (rg.from_x) put_row(panels, rg.rows, K, r, 0, w.w_ih + row * s.in, s.in);
-      if (rg.from_h) put_row(panels, rg.rows, K, r, kx, w.w_hh + row * s.P, s.P);
-      const Scalar b_x = rg.from_x && w.b_ih != nullptr ? w.b_ih[row] : Scalar(0);
-      const Scalar b_h = rg.from_h && w.b_hh != nullptr ? w.b_hh[row] : Scalar(0);
-      bias_all[r] = b_x + b_h;
-      bias_h[r] = b_h;
+    for (index_t r0 = 0; r0 < rows; r0 += 8) {  // eight rows at a time: one tile of each panel row
+      const Scalar* x_rows[8];
+      const Scalar* h_rows[8];
+      for (index_t i = 0; i < 8; ++i) {
+        const index_t r = r0 + i, row = (first + r / H) * layer_H + s.unit0 + r % H;
+        const bool real = r < rg.rows;  // else a padding row: zeros
+        x_rows[i] = real ? w.w_ih + row * s.in : nullptr;
+        h_rows[i] = real ? w.w_hh + row * s.P : nullptr;
+        const Scalar b_x = real && rg.from_x && w.b_ih != nullptr ? w.b_ih[row] : Scalar(0);
+        const Scalar b_h = real && rg.from_h && w.b_hh != nullptr ? w.b_hh[row] : Scalar(0);
+        bias_all[r] = b_x + b_h;
+        bias_h[r] = b_h;
+      }
+      if (kx > 0) put_rows8(panels, rg.rows, K, r0, 0, x_rows, kx);
+      if (rg.from_h) put_rows8(panels, rg.rows, K, r0, kx, h_rows, s.P);
     }
     // The GRU's x_n and h_n groups are the same gate (n) of W_ih and W_hh.
     if (!(s.kind == CellKind::gru && g == 1)) first += rg.rows / H;
@@ -507,7 +542,7 @@ int unit_team(const CellShape& s) {
   if (omp_in_parallel() || !gemm_rows_independent<Scalar>() || s.projected()) return 1;
   if (s.kind == CellKind::gru && !s.linear_before_reset) return 1;
   if (split_pause().active()) return 1;
-  const index_t columns = s.P + (s.in < kWindowInput ? s.in : 0);
+  const index_t columns = s.P + (s.x_ahead ? 0 : s.in);
   if (s.gates() * s.H * columns * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
   for (index_t nt = std::min<index_t>(omp_get_max_threads(), s.H / 8); nt > 1; --nt) {
     CellShape slice = s;  // the narrowest slice
@@ -543,7 +578,7 @@ struct UnitSlice {
     shape.unit0 = j0;
     pack_cell(shape, a.w, packed);
     work.resize(shape.work_size());
-    if (s.in < kWindowInput) return;
+    if (!s.x_ahead) return;
     const index_t gates = s.gates(), in = s.in;
     w_ih_t.resize(gates);
     for (index_t q = 0; q < gates; ++q) {
@@ -610,7 +645,8 @@ long split_runs() { return split_team_runs.load(std::memory_order_relaxed); }
 template <typename Scalar>
 void step_direction_forward(const DirectionForward<Scalar>& a) {
   const NetworkConfig& config = *a.config;
-  const CellShape s{config.kind, config.linear_before_reset, a.x.cols, config.hidden_size, config.output_size()};
+  CellShape s{config.kind, config.linear_before_reset, a.x.cols, config.hidden_size, config.output_size()};
+  s.x_ahead = s.in >= kWindowInput;  // then W_ih is packed for the window GEMM, not in the panels
   if (const int team = unit_team<Scalar>(s); team > 1) return split_direction_forward(a, s, team);
   AlignedVector<Scalar> packed, work(s.work_size());
   std::vector<Scalar> h0, c;
@@ -630,7 +666,7 @@ void step_direction_forward(const DirectionForward<Scalar>& a) {
     cell_step(s, packed.data(), a.x.at(a.lay, t, 0), x_gates, h_prev, c.data(), y, work.data(), (k & 1) != 0);
     h_prev = y;  // this step's output row is the next step's h_prev
   };
-  if (s.in < kWindowInput) {
+  if (!s.x_ahead) {
     for (index_t k = 0; k < T; ++k) run(k, nullptr);
   } else {
     const bool ahead = T >= 2 * kPipeSteps && omp_get_max_threads() >= 2 && !omp_in_parallel() &&

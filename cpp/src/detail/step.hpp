@@ -30,6 +30,9 @@ struct CellShape {
   // A slice: the units [unit0, unit0 + H) of a cell whose h is P > H wide (no projection), for one
   // thread of a step split by units; its weights are those units' rows of each gate block.
   index_t unit0 = 0;
+  // x W_ih^T + b_ih comes precomputed at every step (a window of steps projected by one GEMM): the
+  // panels then hold no columns of x, and a group fed by x alone none at all.
+  bool x_ahead = false;
 
   bool projected() const { return kind == CellKind::lstm && P < H; }
   // Gate blocks of H rows in torch's W_ih and W_hh.
@@ -46,8 +49,9 @@ struct CellShape {
     if (g == 1) return {H, true, false};     // x_n = x W_in^T + b_in
     return {H, false, true};                 // h_n = h_prev W_hn^T + b_hn
   }
-  // Columns of group g's panels: x's, then h_prev's.
-  index_t columns(const RowGroup& rg) const { return (rg.from_x ? in : 0) + (rg.from_h ? P : 0); }
+  // Columns of group g's panels: x's (unless x_ahead), then h_prev's.
+  index_t x_columns(const RowGroup& rg) const { return rg.from_x && !x_ahead ? in : 0; }
+  index_t columns(const RowGroup& rg) const { return x_columns(rg) + (rg.from_h ? P : 0); }
   // Where group g's pre-activations start in the scratch buffer (rows padded to 8).
   index_t group_offset(index_t g) const {
     index_t at = 0;
@@ -74,7 +78,8 @@ void pack_cell(const CellShape& shape, const LayerWeights<Scalar>& w, AlignedVec
 
 // One time step of one sequence: (R1)-(R2), (L1)-(L5) or (G1)-(G5).
 // shape: the cell; packed: from pack_cell; x: [in] input (unused when x_gates is given);
-// x_gates: [slots * H] x W_ih^T + b_ih computed beforehand (torch gate order), or null;
+// x_gates: [slots * H] x W_ih^T + b_ih computed beforehand (torch gate order), or null (not with
+// shape.x_ahead);
 // h_prev: [P]; c: in/out [H] cell state (LSTM, else unused); h: out [P] (a slice: [H], its units),
 // must not alias h_prev;
 // work: [work_size()] scratch; backwards: run the panels in reverse order. Successive calls on
