@@ -292,9 +292,27 @@ struct RowGroups {
 // Copies A[m0:m1, k0:k0+kc] group by group (RowGroups), each k-major ([k][rows of the group]):
 // the micro-kernel then reads A contiguously whatever its strides (a transposed A, as in the
 // weight gradients, would otherwise touch one cache line per k, 4 KiB apart).
+// Both common layouts move eight k at a time in registers (the element loop took 12% of an LSTM
+// training step, B 256 H 128): rows of A contiguous along k (cs = 1: the step's h, dA) by 8 x 8
+// transposes; columns contiguous (rs = 1: a transposed dA) by one masked load per k. Each k's MR
+// values are stored as eight, the extra lanes overwritten by the next k's store (MR >= 4: they
+// never reach past the group's block); the block's last k stores only its MR.
 template <int MR>
-void pack_group(const float* src, index_t rs, index_t cs, index_t kc, float* dst) {
-  for (index_t k = 0; k < kc; ++k)
+GATECELL_TARGET_AVX2 void pack_group(const float* src, index_t rs, index_t cs, index_t kc, float* dst) {
+  const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(MR), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  index_t k = 0;
+  if (MR >= 4 && cs == 1) {
+    for (; k + 8 <= kc; k += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = i < MR ? _mm256_loadu_ps(src + i * rs + k) : _mm256_setzero_ps();
+      avx2::transpose8(r);
+      for (int j = 0; j < 7; ++j) _mm256_storeu_ps(dst + (k + j) * MR, r[j]);
+      _mm256_maskstore_ps(dst + (k + 7) * MR, lanes, r[7]);
+    }
+  } else if (MR >= 4 && rs == 1) {
+    for (; k + 1 < kc; ++k) _mm256_storeu_ps(dst + k * MR, _mm256_maskload_ps(src + k * cs, lanes));
+  }
+  for (; k < kc; ++k)
     for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[k * cs + i * rs];
 }
 
