@@ -144,19 +144,7 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
         Scalar* dc_row = dc.data() + i_row * H;
         Scalar* d = da_seq.at(a.lay, t, n);
         tanh_row(c, tanh_c.data(), H);
-        for (index_t j = 0; j < H; ++j) {
-          const Scalar i = gate[j], f = gate[H + j], g = gate[2 * H + j], o = gate[3 * H + j];
-          const Scalar dm_j = dm_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
-          const Scalar tc = tanh_c[j];
-          const Scalar do_ = dm_j * tc;                                  // (L4)
-          const Scalar dc_j = dc_row[j] + dm_j * o * (Scalar(1) - tc * tc);
-          const Scalar di = dc_j * g, df = dc_j * c_prev[j], dg = dc_j * i;  // (L3)
-          dc_row[j] = dc_j * f;
-          d[j] = di * i * (Scalar(1) - i);                               // (L2)
-          d[H + j] = df * f * (Scalar(1) - f);
-          d[2 * H + j] = dg * (Scalar(1) - g * g);
-          d[3 * H + j] = do_ * o * (Scalar(1) - o);
-        }
+        lstm_row_backward(gate, tanh_c.data(), c_prev, dm_row, dy, dc_row, d, H);  // (L4)-(L2)
       }
 
       // (L1) dh_prev = da W_hh; sequences already finished keep carrying dh unchanged.

@@ -66,6 +66,54 @@ GATECELL_TARGET_AVX2 index_t lstm_row_forward_avx2(float* gate, const float* hp,
   return j;
 }
 
+GATECELL_TARGET_AVX2 index_t lstm_row_backward_avx2(const float* gate, const float* tanh_c, const float* c_prev,
+                                                   const float* dm, const float* dy, float* dc, float* da,
+                                                   index_t H) {
+  const V one = set1(1.0f);
+  index_t j = 0;
+  for (; j + 8 <= H; j += 8) {
+    const V i = ld(gate + j), f = ld(gate + H + j), g = ld(gate + 2 * H + j), o = ld(gate + 3 * H + j);
+    const V dm_j = _mm256_add_ps(ld(dm + j), dy != nullptr ? ld(dy + j) : _mm256_setzero_ps());
+    const V tc = ld(tanh_c + j);
+    const V do_ = _mm256_mul_ps(dm_j, tc);  // (L4)
+    const V dc_j = _mm256_add_ps(ld(dc + j),
+                                 _mm256_mul_ps(_mm256_mul_ps(dm_j, o), _mm256_sub_ps(one, _mm256_mul_ps(tc, tc))));
+    const V di = _mm256_mul_ps(dc_j, g), df = _mm256_mul_ps(dc_j, ld(c_prev + j)), dg = _mm256_mul_ps(dc_j, i);  // (L3)
+    st(dc + j, _mm256_mul_ps(dc_j, f));
+    st(da + j, _mm256_mul_ps(_mm256_mul_ps(di, i), _mm256_sub_ps(one, i)));  // (L2)
+    st(da + H + j, _mm256_mul_ps(_mm256_mul_ps(df, f), _mm256_sub_ps(one, f)));
+    st(da + 2 * H + j, _mm256_mul_ps(dg, _mm256_sub_ps(one, _mm256_mul_ps(g, g))));
+    st(da + 3 * H + j, _mm256_mul_ps(_mm256_mul_ps(do_, o), _mm256_sub_ps(one, o)));
+  }
+  return j;
+}
+
+namespace {
+
+// Columns [0, 8 NV) of column_sums_avx2: the NV partial sums stay in registers down all the rows.
+template <int NV>
+GATECELL_TARGET_AVX2 void column_sums8(const float* a, index_t rows, index_t ld, float* sum) {
+  V acc[NV];
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) acc[v] = _mm256_setzero_ps();
+  for (index_t r = 0; r < rows; ++r, a += ld) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[v] = _mm256_add_ps(acc[v], _mm256_loadu_ps(a + 8 * v));
+  }
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) st(sum + 8 * v, acc[v]);
+}
+
+}  // namespace
+
+GATECELL_TARGET_AVX2 index_t column_sums_avx2(const float* a, index_t rows, index_t cols, index_t ld, float* sum) {
+  index_t j = 0;
+  for (; j + 128 <= cols; j += 128) column_sums8<16>(a + j, rows, ld, sum + j);
+  for (; j + 32 <= cols; j += 32) column_sums8<4>(a + j, rows, ld, sum + j);
+  for (; j + 8 <= cols; j += 8) column_sums8<1>(a + j, rows, ld, sum + j);
+  return j;
+}
+
 GATECELL_TARGET_AVX2 index_t gru_row_forward_lbr_avx2(float* gate, const float* hp, float* h, float* hn,
                                                      index_t H) {
   index_t j = 0;
@@ -113,6 +161,11 @@ GATECELL_TARGET_AVX2 index_t tanh_avx2(const float* x, float* y, index_t n) {
 
 index_t rnn_row_forward_avx2(float*, const float*, float*, index_t, bool) { return 0; }
 index_t lstm_row_forward_avx2(float*, const float*, const float*, const float*, float*, float*, index_t) { return 0; }
+index_t lstm_row_backward_avx2(const float*, const float*, const float*, const float*, const float*, float*, float*,
+                               index_t) {
+  return 0;
+}
+index_t column_sums_avx2(const float*, index_t, index_t, index_t, float*) { return 0; }
 index_t gru_row_forward_lbr_avx2(float*, const float*, float*, float*, index_t) { return 0; }
 index_t gru_row_reset_avx2(float*, const float*, const float*, float*, index_t) { return 0; }
 index_t gru_row_forward_original_avx2(float*, const float*, float*, index_t) { return 0; }

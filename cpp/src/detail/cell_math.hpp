@@ -52,6 +52,31 @@ inline void lstm_row_forward(Scalar* gate, const Scalar* hp, const Scalar* c_pre
   }
 }
 
+// LSTM backward through (L4)-(L2) for one row. gate: i f g o [4H]; tanh_c: tanh(c) [H];
+// c_prev: [H]; dm: dL/dm from later steps [H]; dy: this step's dL/dy [H] or null (added to dm);
+// dc: in dL/dc from later steps, out dL/dc_prev [H]; da: out dL/da [4H].
+template <typename Scalar>
+inline void lstm_row_backward(const Scalar* gate, const Scalar* tanh_c, const Scalar* c_prev, const Scalar* dm,
+                              const Scalar* dy, Scalar* dc, Scalar* da, index_t H) {
+  index_t j = 0;
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (use_avx2()) j = lstm_row_backward_avx2(gate, tanh_c, c_prev, dm, dy, dc, da, H);
+  }
+  for (; j < H; ++j) {
+    const Scalar i = gate[j], f = gate[H + j], g = gate[2 * H + j], o = gate[3 * H + j];
+    const Scalar dm_j = dm[j] + (dy != nullptr ? dy[j] : Scalar(0));
+    const Scalar tc = tanh_c[j];
+    const Scalar do_ = dm_j * tc;                                      // (L4)
+    const Scalar dc_j = dc[j] + dm_j * o * (Scalar(1) - tc * tc);
+    const Scalar di = dc_j * g, df = dc_j * c_prev[j], dg = dc_j * i;  // (L3)
+    dc[j] = dc_j * f;
+    da[j] = di * i * (Scalar(1) - i);                                  // (L2)
+    da[H + j] = df * f * (Scalar(1) - f);
+    da[2 * H + j] = dg * (Scalar(1) - g * g);
+    da[3 * H + j] = do_ * o * (Scalar(1) - o);
+  }
+}
+
 // GRU, linear before reset: (G2), (G3), (G5). gate: in [x_r, x_z, x_n], out r z n [3H];
 // hp: h_prev W_hh^T + b_hh [3H]; h: in h_prev, out h [H]; hn: out W_hn h_prev + b_hn [H] or null.
 template <typename Scalar>

@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <exception>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "detail/gemm.hpp"
+#include "detail/simd.hpp"
 #include "detail/sequence.hpp"
 #include "gatecell/network.hpp"
 
@@ -285,7 +287,13 @@ void add_column_sums(const Scalar* a, index_t rows, index_t cols, index_t ld, Sc
   for (index_t b = 0; b < blocks; ++b) {
     const index_t j0 = b * kColumns, width = std::min(kColumns, cols - j0);
     Eigen::Matrix<Scalar, 1, Eigen::Dynamic> sum = Eigen::Matrix<Scalar, 1, Eigen::Dynamic>::Zero(width);
-    for (index_t r = 0; r < rows; ++r) sum.noalias() += ConstVectorMap<Scalar>(a + r * ld + j0, width);
+    index_t done = 0;  // columns summed on the AVX2 path (partial sums in registers, the same order)
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (use_avx2()) done = column_sums_avx2(a + j0, rows, width, ld, sum.data());
+    }
+    if (done < width)
+      for (index_t r = 0; r < rows; ++r)
+        sum.tail(width - done).noalias() += ConstVectorMap<Scalar>(a + r * ld + j0 + done, width - done);
     if (out != nullptr) VectorMap<Scalar>(out + j0, width).noalias() += sum;
     if (also != nullptr) VectorMap<Scalar>(also + j0, width).noalias() += sum;
   }

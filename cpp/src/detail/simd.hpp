@@ -18,6 +18,13 @@ index_t lstm_row_forward_avx2(float* gate, const float* hp, const float* b_hh, c
 index_t gru_row_forward_lbr_avx2(float* gate, const float* hp, float* h, float* hn, index_t H);
 index_t gru_row_reset_avx2(float* gate, const float* hp, const float* h_prev, float* rh, index_t H);
 index_t gru_row_forward_original_avx2(float* gate, const float* hp, float* h, index_t H);
+// LSTM backward through (L2)-(L4) of one row; see lstm_row_backward. The scalar loop's operations
+// in its order, but the compiler may fuse a multiply and an add: the last bit can differ.
+index_t lstm_row_backward_avx2(const float* gate, const float* tanh_c, const float* c_prev, const float* dm,
+                               const float* dy, float* dc, float* da, index_t H);
+// sum[j] = sum over r in [0, rows) of a[r * ld + j], summed in row order from zero (as a scalar loop
+// would), for j below cols rounded down to 8.
+index_t column_sums_avx2(const float* a, index_t rows, index_t cols, index_t ld, float* sum);
 // y = tanh(x) over n elements.
 index_t tanh_avx2(const float* x, float* y, index_t n);
 
