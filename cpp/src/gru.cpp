@@ -108,8 +108,8 @@ void gru_direction_backward(const DirectionBackward<Scalar>& a) {
   // Both are kept in the cache between calls.
   std::vector<Scalar>& da = cache.da;
   std::vector<Scalar>& da_h = cache.da_h;
-  da.assign(a.lay.rows() * G, Scalar(0));
-  da_h.assign(lbr ? a.lay.rows() * G : 0, Scalar(0));
+  da.resize(a.lay.rows() * G);  // no zero fill: the step loop writes every row (tens of MiB a call)
+  da_h.resize(lbr ? a.lay.rows() * G : 0);
   const Seq<Scalar> da_seq{da.data(), G, G}, da_h_seq{da_h.data(), G, G};
   PackedMatrix<Scalar> w_hh_p, w_hn_p;  // lbr: all of W_hh; original: its r z rows, then its n rows
   w_hh_p.pack(rows_view(a.w.w_hh, lbr ? G : 2 * H, H, H));
@@ -129,29 +129,18 @@ void gru_direction_backward(const DirectionBackward<Scalar>& a) {
       const index_t t = a.step_at(k);
       record_step_dh(a, t, dh.data(), H, false, n0, n1);
       for (index_t n = n0; n < n1; ++n) {
-        if (!a.active(t, n)) continue;
-        const index_t i = n - n0;
-        const Scalar* gate = gates.at(a.lay, t, n);
-        const Scalar* h_prev = h_prev_seq.at(a.lay, t, n);
-        const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
-        const Scalar* hn = lbr ? cache.hn.data() + a.lay.row(t, n) * H : nullptr;
         Scalar* d = da_seq.at(a.lay, t, n);
         Scalar* d_h = lbr ? da_h_seq.at(a.lay, t, n) : nullptr;
-        for (index_t j = 0; j < H; ++j) {
-          const Scalar r = gate[j], z = gate[H + j], n_ = gate[2 * H + j];
-          const Scalar dh_j = dh[i * H + j] + (dy != nullptr ? dy[j] : Scalar(0));
-          const Scalar dn = dh_j * (Scalar(1) - z);                  // (G5)
-          const Scalar dz = dh_j * (h_prev[j] - n_);
-          dh_direct[i * H + j] = dh_j * z;
-          const Scalar da_n = dn * (Scalar(1) - n_ * n_);            // (G3), (G4)
-          d[H + j] = dz * z * (Scalar(1) - z);                       // (G2)
-          d[2 * H + j] = da_n;
-          if (lbr) {
-            const Scalar dr = da_n * hn[j];                          // (G3)
-            d[j] = dr * r * (Scalar(1) - r);                         // (G2)
-            d_h[j] = d[j]; d_h[H + j] = d[H + j]; d_h[2 * H + j] = da_n * r;
-          }
+        if (!a.active(t, n)) {  // the step did nothing: da is zero
+          std::fill(d, d + G, Scalar(0));
+          if (lbr) std::fill(d_h, d_h + G, Scalar(0));
+          continue;
         }
+        const index_t i = n - n0;
+        const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
+        const Scalar* hn = lbr ? cache.hn.data() + a.lay.row(t, n) * H : nullptr;
+        gru_row_backward(gates.at(a.lay, t, n), h_prev_seq.at(a.lay, t, n), hn, dh.data() + i * H, dy,
+                         dh_direct.data() + i * H, d, d_h, H);  // (G5)-(G2)
       }
 
       if (lbr) {

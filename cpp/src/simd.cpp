@@ -88,6 +88,33 @@ GATECELL_TARGET_AVX2 index_t lstm_row_backward_avx2(const float* gate, const flo
   return j;
 }
 
+GATECELL_TARGET_AVX2 index_t gru_row_backward_avx2(const float* gate, const float* h_prev, const float* hn,
+                                                  const float* dh, const float* dy, float* dh_direct, float* da,
+                                                  float* da_h, index_t H) {
+  const V one = set1(1.0f);
+  index_t j = 0;
+  for (; j + 8 <= H; j += 8) {
+    const V r = ld(gate + j), z = ld(gate + H + j), n = ld(gate + 2 * H + j);
+    const V dh_j = _mm256_add_ps(ld(dh + j), dy != nullptr ? ld(dy + j) : _mm256_setzero_ps());
+    const V dn = _mm256_mul_ps(dh_j, _mm256_sub_ps(one, z));  // (G5)
+    const V dz = _mm256_mul_ps(dh_j, _mm256_sub_ps(ld(h_prev + j), n));
+    st(dh_direct + j, _mm256_mul_ps(dh_j, z));
+    const V da_n = _mm256_mul_ps(dn, _mm256_sub_ps(one, _mm256_mul_ps(n, n)));  // (G3), (G4)
+    const V da_z = _mm256_mul_ps(_mm256_mul_ps(dz, z), _mm256_sub_ps(one, z));  // (G2)
+    st(da + H + j, da_z);
+    st(da + 2 * H + j, da_n);
+    if (hn != nullptr) {
+      const V dr = _mm256_mul_ps(da_n, ld(hn + j));  // (G3)
+      const V da_r = _mm256_mul_ps(_mm256_mul_ps(dr, r), _mm256_sub_ps(one, r));  // (G2)
+      st(da + j, da_r);
+      st(da_h + j, da_r);
+      st(da_h + H + j, da_z);
+      st(da_h + 2 * H + j, _mm256_mul_ps(da_n, r));
+    }
+  }
+  return j;
+}
+
 namespace {
 
 // Columns [0, 8 NV) of column_sums_avx2: the NV partial sums stay in registers down all the rows.
@@ -163,6 +190,10 @@ index_t rnn_row_forward_avx2(float*, const float*, float*, index_t, bool) { retu
 index_t lstm_row_forward_avx2(float*, const float*, const float*, const float*, float*, float*, index_t) { return 0; }
 index_t lstm_row_backward_avx2(const float*, const float*, const float*, const float*, const float*, float*, float*,
                                index_t) {
+  return 0;
+}
+index_t gru_row_backward_avx2(const float*, const float*, const float*, const float*, const float*, float*, float*,
+                              float*, index_t) {
   return 0;
 }
 index_t column_sums_avx2(const float*, index_t, index_t, index_t, float*) { return 0; }

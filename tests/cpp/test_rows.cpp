@@ -73,3 +73,41 @@ TEST_CASE("column sums: the vector kernel adds each column in row order, as the 
     }
   }
 }
+
+TEST_CASE("GRU row backward: the vector kernel agrees with the scalar loop, in both forms") {
+  std::mt19937 rng(4);
+  for (index_t H : {3, 16, 45}) {
+    for (bool lbr : {false, true}) {
+      for (bool with_dy : {false, true}) {
+        const std::vector<float> gate = uniform(3 * H, 0.0f, 1.0f, rng), h_prev = uniform(H, -1.0f, 1.0f, rng);
+        const std::vector<float> hn = uniform(H, -2.0f, 2.0f, rng), dh = uniform(H, -1.0f, 1.0f, rng);
+        const std::vector<float> dy = uniform(H, -1.0f, 1.0f, rng);
+        std::vector<float> dh_direct(H), da(3 * H, 7.0f), da_h(3 * H, 7.0f);
+        gatecell::detail::gru_row_backward(gate.data(), h_prev.data(), lbr ? hn.data() : nullptr, dh.data(),
+                                           with_dy ? dy.data() : nullptr, dh_direct.data(), da.data(), da_h.data(), H);
+        for (index_t j = 0; j < H; ++j) {  // (G5)-(G2) written out
+          const float r = gate[j], z = gate[H + j], n = gate[2 * H + j];
+          const float dh_j = dh[j] + (with_dy ? dy[j] : 0.0f);
+          const float da_n = dh_j * (1.0f - z) * (1.0f - n * n), da_z = dh_j * (h_prev[j] - n) * z * (1.0f - z);
+          const bool tail = j >= H / 8 * 8;
+          const float scale = std::fabs(dh_j) * 4;  // |h_prev - n| <= 2, hn within [-2, 2]
+          auto same = [&](float got, float want) { return tail ? got == want : std::fabs(got - want) <= 5e-7f * scale; };
+          INFO("H=" << H << " j=" << j << " lbr=" << lbr << " dy=" << with_dy);
+          CHECK(same(dh_direct[j], dh_j * z));
+          CHECK(same(da[H + j], da_z));
+          CHECK(same(da[2 * H + j], da_n));
+          if (lbr) {
+            const float da_r = da_n * hn[j] * r * (1.0f - r);
+            CHECK(same(da[j], da_r));
+            CHECK(same(da_h[j], da_r));
+            CHECK(same(da_h[H + j], da_z));
+            CHECK(same(da_h[2 * H + j], da_n * r));
+          } else {
+            CHECK(da[j] == 7.0f);  // r's part comes later in the original form
+            CHECK(da_h[j] == 7.0f);
+          }
+        }
+      }
+    }
+  }
+}

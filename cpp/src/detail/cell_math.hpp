@@ -77,6 +77,35 @@ inline void lstm_row_backward(const Scalar* gate, const Scalar* tanh_c, const Sc
   }
 }
 
+// GRU backward through (G5)-(G2) for one row, but r's gradient in the original form (which
+// needs d(rh) from the n product first). gate: r z n [3H]; h_prev: [H]; hn: W_hn h_prev + b_hn
+// [H] (linear before reset) or null (original); dh: dL/dh from later steps [H]; dy: dL/dy [H] or
+// null (added to dh); dh_direct: out, dh_prev's share through z [H]; da: out dL/da [3H] (r's part
+// only with hn); da_h: out, the recurrent side's dL/da [3H] (with hn, else unused).
+template <typename Scalar>
+inline void gru_row_backward(const Scalar* gate, const Scalar* h_prev, const Scalar* hn, const Scalar* dh,
+                             const Scalar* dy, Scalar* dh_direct, Scalar* da, Scalar* da_h, index_t H) {
+  index_t j = 0;
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (use_avx2()) j = gru_row_backward_avx2(gate, h_prev, hn, dh, dy, dh_direct, da, da_h, H);
+  }
+  for (; j < H; ++j) {
+    const Scalar r = gate[j], z = gate[H + j], n = gate[2 * H + j];
+    const Scalar dh_j = dh[j] + (dy != nullptr ? dy[j] : Scalar(0));
+    const Scalar dn = dh_j * (Scalar(1) - z);                  // (G5)
+    const Scalar dz = dh_j * (h_prev[j] - n);
+    dh_direct[j] = dh_j * z;
+    const Scalar da_n = dn * (Scalar(1) - n * n);              // (G3), (G4)
+    da[H + j] = dz * z * (Scalar(1) - z);                      // (G2)
+    da[2 * H + j] = da_n;
+    if (hn != nullptr) {
+      const Scalar dr = da_n * hn[j];                          // (G3)
+      da[j] = dr * r * (Scalar(1) - r);                        // (G2)
+      da_h[j] = da[j]; da_h[H + j] = da[H + j]; da_h[2 * H + j] = da_n * r;
+    }
+  }
+}
+
 // GRU, linear before reset: (G2), (G3), (G5). gate: in [x_r, x_z, x_n], out r z n [3H];
 // hp: h_prev W_hh^T + b_hh [3H]; h: in h_prev, out h [H]; hn: out W_hn h_prev + b_hn [H] or null.
 template <typename Scalar>

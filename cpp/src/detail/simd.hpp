@@ -22,6 +22,9 @@ index_t gru_row_forward_original_avx2(float* gate, const float* hp, float* h, in
 // in its order, but the compiler may fuse a multiply and an add: the last bit can differ.
 index_t lstm_row_backward_avx2(const float* gate, const float* tanh_c, const float* c_prev, const float* dm,
                                const float* dy, float* dc, float* da, index_t H);
+// GRU backward through (G5)-(G2) of one row; see gru_row_backward (the same caveat).
+index_t gru_row_backward_avx2(const float* gate, const float* h_prev, const float* hn, const float* dh, const float* dy,
+                              float* dh_direct, float* da, float* da_h, index_t H);
 // sum[j] = sum over r in [0, rows) of a[r * ld + j], summed in row order from zero (as a scalar loop
 // would), for j below cols rounded down to 8.
 index_t column_sums_avx2(const float* a, index_t rows, index_t cols, index_t ld, float* sum);
