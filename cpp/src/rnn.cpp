@@ -65,7 +65,7 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
   const Seq<const Scalar> gates{cache.gates.data(), H, H};
 
   std::vector<Scalar>& da = cache.da;  // kept in the cache between calls
-  da.assign(a.lay.rows() * H, Scalar(0));
+  da.resize(a.lay.rows() * H);  // no zero fill: the step loop writes every row
   const Seq<Scalar> da_seq{da.data(), H, H};
   PackedMatrix<Scalar> w_hh_p;
   w_hh_p.pack(rows_view(a.w.w_hh, H, H, H));
@@ -79,11 +79,14 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
       const index_t t = a.step_at(k);
       record_step_dh(a, t, dh.data(), H, false, n0, n1);
       for (index_t n = n0; n < n1; ++n) {
-        if (!a.active(t, n)) continue;
+        Scalar* d = da_seq.at(a.lay, t, n);
+        if (!a.active(t, n)) {  // the step did nothing: da is zero
+          std::fill(d, d + H, Scalar(0));
+          continue;
+        }
         const Scalar* h = gates.at(a.lay, t, n);
         const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
         const Scalar* dh_row = dh.data() + (n - n0) * H;
-        Scalar* d = da_seq.at(a.lay, t, n);
         for (index_t j = 0; j < H; ++j) {
           const Scalar dh_j = dh_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
           // (R2) derivative from the output: 1 - h^2 for tanh, [h > 0] for relu
