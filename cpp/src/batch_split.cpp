@@ -31,11 +31,8 @@ constexpr index_t kWindowSteps = 32;
 // wide (but the last slice's), and PackedMatrix packs the blocks side by side without a copy.
 constexpr index_t kSliceAlign = 16;
 
-// Gate blocks of a cell's weights: RNN 1, LSTM 4, GRU 3.
-index_t gate_blocks(CellKind kind) { return kind == CellKind::lstm ? 4 : kind == CellKind::gru ? 3 : 1; }
-
 // One thread's share: the units [j0, j0 + U) of every sequence, with their columns of W_ih^T and
-// W_hh^T (each gathered gate by gate into one packed matrix), their cell states and their window
+// W_hh^T (the gate blocks packed side by side), their cell states and their window
 // of projections.
 // All of its buffers are [rows, gates * U]: gate q's columns at q * U, as the unsplit kernels'
 // [rows, gates * H] with H = U, so the same row kernels run on them.
@@ -44,7 +41,7 @@ class BatchSlice {
  public:
   BatchSlice(const DirectionForward<Scalar>& a, Scalar* const* h, index_t j0, index_t j1)
       : a_(a), h_(h), H_(a.config->hidden_size), N_(a.lay.batch), j0_(j0), U_(j1 - j0),
-        gates_(gate_blocks(a.config->kind)), GU_(gates_ * U_) {
+        gates_(a.config->gates()), GU_(gates_ * U_) {
     pack_rows(a.w.w_ih, a.x.cols, w_ih_t_);
     pack_rows(a.w.w_hh, H_, w_hh_t_);
     gather(a.w.b_ih, b_ih_);
@@ -155,7 +152,7 @@ int batch_unit_team(const DirectionForward<Scalar>& a) {
   // The batch-1 floor holds here too (2 threads, min ms of 100 steps, split vs forked GEMM): LSTM
   // B 2 H 64 (64 KiB) 0.31 vs 0.26, but GRU B 3 H 96 (108 KiB) 0.33 vs 0.37 and LSTM B 4 H 128
   // (256 KiB) 0.95 vs 1.27.
-  if (gate_blocks(config.kind) * H * H * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
+  if (config.gates() * H * H * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
   for (index_t nt = std::min<index_t>(omp_get_max_threads(), H / kSplitUnits); nt > 1; --nt) {
     index_t narrowest = H;
     for (index_t id = 0; id < nt; ++id) narrowest = std::min(narrowest, slice_start(H, id + 1, nt, kSliceAlign) - slice_start(H, id, nt, kSliceAlign));
