@@ -157,10 +157,7 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
 
   const Seq<const Scalar> da_c{da.data(), G, G};
   auto da_all = da_c.all(a.lay);
-  input_side_gradients(a, G, da_all, true);  // and b_hh's gradient
-  const Seq<const Scalar> h_prev{cache.h_prev.data(), P, P};
-  gemm(rows_view(da.data(), a.lay.rows(), G, G).t(), rows_view(h_prev.data, a.lay.rows(), P, P), a.g.w_hh, P,
-       true);
+  input_side_gradients(a, G, da_all, true, cache.h_prev.data(), a.g.w_hh);  // and b_hh's and W_hh's gradients
   if (proj) {
     const Seq<const Scalar> dh_c{dh_seq.data(), P, P}, m_seq{cache.m.data(), H, H};
     gemm(rows_view(dh_c.data, a.lay.rows(), P, P).t(), rows_view(m_seq.data, a.lay.rows(), H, H), a.g.w_hr, H,

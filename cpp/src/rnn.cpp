@@ -102,10 +102,7 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
 
   const Seq<const Scalar> da_c{da.data(), H, H};
   auto da_all = da_c.all(a.lay);
-  input_side_gradients(a, H, da_all, true);  // and b_hh's gradient
-  const Seq<const Scalar> h_prev{cache.h_prev.data(), H, H};
-  gemm(rows_view(da.data(), a.lay.rows(), H, H).t(), rows_view(h_prev.data, a.lay.rows(), H, H), a.g.w_hh, H,
-       true);
+  input_side_gradients(a, H, da_all, true, cache.h_prev.data(), a.g.w_hh);  // and b_hh's and W_hh's gradients
 }
 
 template void rnn_direction_forward<float>(const DirectionForward<float>&);

@@ -302,12 +302,32 @@ void add_column_sums(const Scalar* a, index_t rows, index_t cols, index_t ld, Sc
 // After the step loop: the weight gradients of the input side, and dx += dA W_ih.
 //   same_b_hh: the recurrent bias has the same gradient (RNN, LSTM: dL/db_hh = dL/db_ih = sum dA),
 //              added here from the one pass over dA
+//   h_prev, dw_hh: also dW_hh += dA^T h_prev ([rows, P] and [gate_rows, P]), in the same product
+//              as dW_ih ([x | h_prev] side by side), so that the transposed dA, tens of MiB read
+//              from memory, is read once; null: dW_ih alone
 template <typename Scalar>
 void input_side_gradients(const DirectionBackward<Scalar>& a, index_t gate_rows, ConstMatrixMap<Scalar> da_all,
-                          bool same_b_hh = false) {
+                          bool same_b_hh = false, const Scalar* h_prev = nullptr, Scalar* dw_hh = nullptr) {
   const index_t in = a.x.cols, rows = a.lay.rows(), ld_da = da_all.outerStride();
   const MatView<Scalar> da = rows_view(da_all.data(), rows, gate_rows, ld_da);
-  gemm(da.t(), rows_view(a.x.data, rows, in, a.x.ld), a.g.w_ih, in, true);
+  const MatView<Scalar> x = rows_view(a.x.data, rows, in, a.x.ld);
+  if (h_prev == nullptr) {
+    gemm(da.t(), x, a.g.w_ih, in, true);
+  } else {  // [dW_ih | dW_hh] += dA^T [x | h_prev]: each element the same sum as two products give
+    const index_t P = a.config->output_size(), width = in + P;
+    PackedMatrix<Scalar> xh;
+    xh.pack({x, rows_view(h_prev, rows, P, P)});
+    Buffer<Scalar> dw(gate_rows * width);
+    for (index_t r = 0; r < gate_rows; ++r) {
+      std::copy(a.g.w_ih + r * in, a.g.w_ih + (r + 1) * in, dw.data() + r * width);
+      std::copy(dw_hh + r * P, dw_hh + (r + 1) * P, dw.data() + r * width + in);
+    }
+    gemm(da.t(), xh, dw.data(), width, true);
+    for (index_t r = 0; r < gate_rows; ++r) {
+      std::copy(dw.data() + r * width, dw.data() + r * width + in, a.g.w_ih + r * in);
+      std::copy(dw.data() + r * width + in, dw.data() + (r + 1) * width, dw_hh + r * P);
+    }
+  }
   add_column_sums(da_all.data(), rows, gate_rows, ld_da, a.g.b_ih, same_b_hh ? a.g.b_hh : nullptr);
   gemm(da, rows_view(a.w.w_ih, gate_rows, in, in), a.dx.data, a.dx.ld, true);
 }
