@@ -51,7 +51,6 @@ class BatchSlice {
       for (index_t n = 0; n < N_; ++n) std::copy(a.c0 + n * H_ + j0_, a.c0 + n * H_ + j0_ + U_, c_.data() + n * U_);
     hp_.resize(N_ * GU_);
     x_gates_.resize(kWindowSteps * N_ * GU_);
-    if (a.lay.batch_first) x_rows_.resize(kWindowSteps * N_ * a.x.cols);
   }
 
   // Step k (time t) of the slice's units for every sequence: from h_[k % 2] (the whole h_prev)
@@ -101,17 +100,8 @@ class BatchSlice {
   // x W_ih^T + b_ih of the slice's columns for window w of steps, rows (t - t_lo) * N + n.
   void project_window(index_t w) {
     const index_t k0 = w * kWindowSteps, count = std::min(kWindowSteps, a_.lay.steps - k0);
-    const index_t in = a_.x.cols;
     t_lo_ = std::min(a_.step_at(k0), a_.step_at(k0 + count - 1));
-    MatView<Scalar> x = rows_view(a_.x.at(a_.lay, t_lo_, 0), count * N_, in, a_.x.ld);
-    if (a_.lay.batch_first) {  // gathered, so that one GEMM covers the window
-      for (index_t s = 0; s < count; ++s)
-        for (index_t n = 0; n < N_; ++n) {
-          const Scalar* src = a_.x.at(a_.lay, t_lo_ + s, n);
-          std::copy(src, src + in, x_rows_.data() + (s * N_ + n) * in);
-        }
-      x = rows_view<Scalar>(x_rows_.data(), count * N_, in, in);
-    }
+    const MatView<Scalar> x = window_input(a_, t_lo_, t_lo_ + count, index_t(0), N_, x_rows_);
     project_inputs(x, w_ih_t_, b_ih_.empty() ? nullptr : b_ih_.data(), x_gates_.data());
     window_ = w;
   }

@@ -104,6 +104,23 @@ void project_inputs(const MatView<Scalar>& x, const PackedMatrix<Scalar>& w_ih_t
   for (index_t r = 0; r < x.rows; ++r) VectorMap<Scalar>(out + r * ld, G).noalias() += ConstVectorMap<Scalar>(b_ih, G);
 }
 
+// The input rows of steps [lo, hi) and sequences [n0, n1), step by step, as one GEMM operand: x
+// itself where they lie contiguous (time-major, every sequence), else gathered into `rows` (the
+// copy is `in` values per row against 2 * in * G flops of the projection).
+template <typename Scalar>
+MatView<Scalar> window_input(const DirectionForward<Scalar>& a, index_t lo, index_t hi, index_t n0, index_t n1,
+                             Buffer<Scalar>& rows) {
+  const index_t N = a.lay.batch, in = a.x.cols, nb = n1 - n0, count = (hi - lo) * nb;
+  if (!a.lay.batch_first && nb == N) return rows_view(a.x.data + lo * N * a.x.ld, count, in, a.x.ld);
+  rows.resize(count * in);
+  for (index_t s = lo; s < hi; ++s)
+    for (index_t n = n0; n < n1; ++n) {
+      const Scalar* src = a.x.data + a.lay.row(s, n) * a.x.ld;
+      std::copy(src, src + in, rows.data() + ((s - lo) * nb + n - n0) * in);
+    }
+  return rows_view<Scalar>(rows.data(), count, in, in);
+}
+
 // x W_ih^T + b_ih, the input half of the gate pre-activations (one GEMM over many steps, not one
 // per step). Training projects every step at once into the buffer the cache keeps (it ends up
 // holding the activated gates); inference projects a window of steps at a time into a scratch
@@ -128,23 +145,10 @@ class GateWindow {
     void prepare(index_t t) {
       if (owner_->all_ || (t >= lo_ && t < hi_)) return;
       const DirectionForward<Scalar>& a = owner_->a_;
-      const index_t N = a.lay.batch, T = a.lay.steps, in = a.x.cols;
+      const index_t T = a.lay.steps;
       lo_ = a.reverse ? std::max<index_t>(0, t - span_ + 1) : t;
       hi_ = a.reverse ? t + 1 : std::min<index_t>(T, t + span_);
-      const index_t rows = (hi_ - lo_) * nb_;
-      if (!a.lay.batch_first && nb_ == N) {  // the window's rows are already contiguous in x
-        owner_->project(rows_view(a.x.data + lo_ * N * a.x.ld, rows, in, a.x.ld), data_);
-        return;
-      }
-      // Gathered step by step, so that one GEMM covers the whole window (the copy is `in` values
-      // per row against 2 * in * G flops).
-      x_rows_.resize(rows * in);
-      for (index_t s = lo_; s < hi_; ++s)
-        for (index_t n = n0_; n < n0_ + nb_; ++n) {
-          const Scalar* src = a.x.data + a.lay.row(s, n) * a.x.ld;
-          std::copy(src, src + in, x_rows_.data() + ((s - lo_) * nb_ + n - n0_) * in);
-        }
-      owner_->project(rows_view<Scalar>(x_rows_.data(), rows, in, in), data_);
+      owner_->project(window_input(a, lo_, hi_, n0_, n0_ + nb_, x_rows_), data_);
     }
 
     // The G*H projections of (t, n), n in [n0, n1); t must have been prepared (training: any t).
