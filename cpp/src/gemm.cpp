@@ -278,6 +278,34 @@ GATECELL_TARGET_AVX2 inline void triple_kernel(index_t kc, const float* a, const
   store_row(c + 2 * ldc + kPanel, c22, c23, kPanel, load_c);
 }
 
+// Four rows of C times 24 columns (batch 4, or 8 as two groups): three 8-column streams, each
+// half a panel (b0, b1, b2 point at their k = 0 vectors, kPanel apart along k), twelve FMA chains
+// in flight instead of micro_kernel<4>'s eight. Two calls cover three panels; C's 24 columns are
+// contiguous. a: the group of A packed four rows per k. Same per-element order as micro_kernel.
+GATECELL_TARGET_AVX2 inline void quad_kernel(index_t kc, const float* a, const float* b0, const float* b1,
+                                             const float* b2, float* c, index_t ldc, bool load_c) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+  __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+  for (index_t k = 0; k < kc; ++k) {
+    const index_t o = k * kPanel;
+    const __m256 v0 = _mm256_loadu_ps(b0 + o), v1 = _mm256_loadu_ps(b1 + o), v2 = _mm256_loadu_ps(b2 + o);
+    __m256 av = _mm256_broadcast_ss(a + 4 * k);
+    c00 = _mm256_fmadd_ps(av, v0, c00); c01 = _mm256_fmadd_ps(av, v1, c01); c02 = _mm256_fmadd_ps(av, v2, c02);
+    av = _mm256_broadcast_ss(a + 4 * k + 1);
+    c10 = _mm256_fmadd_ps(av, v0, c10); c11 = _mm256_fmadd_ps(av, v1, c11); c12 = _mm256_fmadd_ps(av, v2, c12);
+    av = _mm256_broadcast_ss(a + 4 * k + 2);
+    c20 = _mm256_fmadd_ps(av, v0, c20); c21 = _mm256_fmadd_ps(av, v1, c21); c22 = _mm256_fmadd_ps(av, v2, c22);
+    av = _mm256_broadcast_ss(a + 4 * k + 3);
+    c30 = _mm256_fmadd_ps(av, v0, c30); c31 = _mm256_fmadd_ps(av, v1, c31); c32 = _mm256_fmadd_ps(av, v2, c32);
+  }
+  const __m256 rows[4][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
+  for (int r = 0; r < 4; ++r)
+    for (int v = 0; v < 3; ++v) {
+      float* dst = c + r * ldc + 8 * v;
+      _mm256_storeu_ps(dst, load_c ? _mm256_add_ps(_mm256_loadu_ps(dst), rows[r][v]) : rows[r][v]);
+    }
+}
+
 // The rows [0, rows) of a block cut into ceil(rows / 6) groups as even as possible, each one call
 // of the micro-kernel: 32 rows run as 6 6 5 5 5 5, not 6 6 6 6 6 2, whose last call would keep
 // only four FMA chains in flight (latency-bound) for a third of a full call's work.
@@ -334,8 +362,11 @@ void pack_a(const MatView<float>& a, index_t m0, index_t m1, index_t k0, index_t
 }
 
 // Panels one kernel call covers for a block of `rows` rows of A: row_kernel (1 row) four,
-// pair_kernel three, triple_kernel two, the micro-kernel one.
-constexpr index_t panels_per_call(index_t rows) { return rows == 1 ? 4 : rows == 2 ? 3 : rows == 3 ? 2 : 1; }
+// pair_kernel three, triple_kernel two, two quad_kernel calls per group of four rows three, the
+// micro-kernel one.
+constexpr index_t panels_per_call(index_t rows) {
+  return rows == 1 ? 4 : rows == 2 || rows == 4 || rows == 8 ? 3 : rows == 3 ? 2 : 1;
+}
 
 // Rows [m0, m1) of C for one k block, panels [p0, p1); ap: that block of A as pack_a leaves it.
 GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index_t K, index_t cols,
@@ -347,13 +378,23 @@ GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index
     const float* b = panels + p * stride + k0 * kPanel;
     const index_t width = std::min(kPanel, cols - p * kPanel);
     float* cp = c + p * kPanel;
-    // One to three rows (batch 1 to 3): several whole panels at once keep eight or twelve
-    // independent FMA chains in flight instead of two to six.
+    // One to four rows, or eight (batch 1 to 4, 8): several whole panels at once keep eight or
+    // twelve independent FMA chains in flight instead of two to eight.
     const index_t block_rows = m1 - m0, wide = panels_per_call(block_rows);
     if (wide > 1 && p + wide <= p1 && (p + wide) * kPanel <= cols) {
-      if (block_rows == 1) row_kernel(kc, ap, 1, b, stride, cp + m0 * ldc, load_c);
-      else if (block_rows == 2) pair_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
-      else triple_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
+      if (block_rows == 1) {
+        row_kernel(kc, ap, 1, b, stride, cp + m0 * ldc, load_c);
+      } else if (block_rows == 2) {
+        pair_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
+      } else if (block_rows == 3) {
+        triple_kernel(kc, ap, b, stride, cp + m0 * ldc, ldc, load_c);
+      } else {  // groups of four rows (RowGroups): the first 24 columns for each, then the last 24
+        for (index_t m = m0; m < m1; m += 4)
+          quad_kernel(kc, ap + (m - m0) * kc, b, b + 8, b + stride, cp + m * ldc, ldc, load_c);
+        for (index_t m = m0; m < m1; m += 4)
+          quad_kernel(kc, ap + (m - m0) * kc, b + stride + 8, b + 2 * stride, b + 2 * stride + 8,
+                      cp + m * ldc + 24, ldc, load_c);
+      }
       p += wide;
       continue;
     }

@@ -84,7 +84,7 @@ TEST_CASE("gemm rows are independent of the block they come in and of the thread
   if (!gatecell::detail::gemm_rows_independent<float>()) return;  // Eigen's order depends on the sizes
   std::mt19937 rng(11);
   // Past the k block, several row groups and a partial panel; blocks of up to 12 rows read B panel
-  // by panel (2 and 3 rows with kernels over 3 and 2 panels), the whole in k blocks.
+  // by panel (2, 4 and 8 rows with kernels over 3 panels, 3 rows over 2), the whole in k blocks.
   const index_t M = 100, K = 600;
   const int threads = omp_get_max_threads();
   for (index_t N : {70, 100}) {
