@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <type_traits>
 
 #include "common.hpp"
 #include "gatecell/network.hpp"
@@ -80,8 +81,16 @@ std::vector<Out> read_weights(const NetworkConfig& c, const py::sequence& seq, s
 template <typename Scalar>
 py::tuple forward_impl(const NetworkConfig& c, const py::sequence& weights_seq, const py::array& x_arr,
                        const py::object& lengths_obj, const py::object& h0_obj, const py::object& c0_obj,
-                       bool batch_first, bool training, std::uint64_t seed, const py::object& reuse) {
+                       bool batch_first, bool training, std::uint64_t seed, const py::object& reuse,
+                       const py::object& packs_obj) {
   c.validate();
+  WeightPacks<Scalar>* packs = nullptr;
+  if (!packs_obj.is_none()) {
+    if (!py::isinstance<WeightPacks<Scalar>>(packs_obj))
+      throw TypeError_(std::string("packs: expected a WeightPacks") + (std::is_same_v<Scalar, float> ? "F32" : "F64") +
+                       " (the dtype of x), got " + std::string(py::str(py::type::handle_of(packs_obj).attr("__name__"))));
+    packs = &packs_obj.cast<WeightPacks<Scalar>&>();
+  }
   NetworkCache<Scalar>* refilled = nullptr;  // the caller's cache to refill, or null for a new one
   if (!reuse.is_none()) {
     if (!training) throw ShapeError("cache: expected None in inference (training=False), got a cache");
@@ -122,7 +131,7 @@ py::tuple forward_impl(const NetworkConfig& c, const py::sequence& weights_seq, 
     network_forward<Scalar>(c, weights, SequenceShape{T, N, batch_first}, cptr<Scalar>(x),
                             lengths ? cptr<index_t>(*lengths) : nullptr, h0 ? cptr<Scalar>(*h0) : nullptr,
                             c0 ? cptr<Scalar>(*c0) : nullptr, mptr<Scalar>(y), mptr<Scalar>(h_n),
-                            c_n ? mptr<Scalar>(*c_n) : nullptr, target, seed);
+                            c_n ? mptr<Scalar>(*c_n) : nullptr, target, seed, packs);
   }
   py::object cache_obj = refilled != nullptr ? reuse : training ? py::cast(std::move(cache)) : py::none();
   py::object c_n_obj = c_n ? py::object(*c_n) : py::none();
@@ -216,29 +225,44 @@ void bind_cache(py::module_& m, const char* name) {
       });
 }
 
+template <typename Scalar>
+void bind_packs(py::module_& m, const char* name) {
+  py::class_<WeightPacks<Scalar>>(m, name,
+                                  "Packed weights kept between network_forward calls (see its `packs`).")
+      .def(py::init<>())
+      .def("clear", &WeightPacks<Scalar>::clear, "Drops every packed weight.")
+      .def_property_readonly("size", &WeightPacks<Scalar>::size, "Packed weights held.")
+      .def_property_readonly("made", &WeightPacks<Scalar>::made, "Weights packed since construction.");
+}
+
 }  // namespace
 
 void bind_network(py::module_& m) {
   bind_cache<float>(m, "NetworkCacheF32");
   bind_cache<double>(m, "NetworkCacheF64");
+  bind_packs<float>(m, "WeightPacksF32");
+  bind_packs<double>(m, "WeightPacksF64");
 
   m.def(
       "network_forward",
       [](const NetworkConfig& c, const py::sequence& weights, const py::array& x, const py::object& lengths,
          const py::object& h0, const py::object& c0, bool batch_first, bool training, std::uint64_t seed,
-         const py::object& cache) {
+         const py::object& cache, const py::object& packs) {
         if (is_dtype<float>(x.dtype()))
-          return forward_impl<float>(c, weights, x, lengths, h0, c0, batch_first, training, seed, cache);
+          return forward_impl<float>(c, weights, x, lengths, h0, c0, batch_first, training, seed, cache, packs);
         if (is_dtype<double>(x.dtype()))
-          return forward_impl<double>(c, weights, x, lengths, h0, c0, batch_first, training, seed, cache);
+          return forward_impl<double>(c, weights, x, lengths, h0, c0, batch_first, training, seed, cache, packs);
         throw TypeError_("x: expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));
       },
       py::arg("config"), py::arg("weights"), py::arg("x").noconvert(), py::arg("lengths") = py::none(),
       py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::arg("batch_first") = false,
       py::arg("training") = false, py::arg("seed") = 0, py::arg("cache") = py::none(),
+      py::arg("packs") = py::none(),
       "Forward over whole sequences -> (y, h_n, c_n or None, cache or None). In training, `cache` may be "
       "an earlier call's cache that nothing else still needs: it is refilled in place and returned, its "
-      "buffers reused (record_grads reset, older contents gone), instead of a new one being allocated.");
+      "buffers reused (record_grads reset, older contents gone), instead of a new one being allocated. "
+      "`packs` (a WeightPacks of x's dtype) keeps the packed weights for the next call: the caller "
+      "promises that the weight arrays do not change while it holds them, and calls take turns.");
 
   m.def(
       "network_backward",

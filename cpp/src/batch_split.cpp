@@ -42,8 +42,8 @@ class BatchSlice {
   BatchSlice(const DirectionForward<Scalar>& a, Scalar* const* h, index_t j0, index_t j1)
       : a_(a), h_(h), H_(a.config->hidden_size), N_(a.lay.batch), j0_(j0), U_(j1 - j0),
         gates_(a.config->gates()), GU_(gates_ * U_) {
-    pack_rows(a.w.w_ih, a.x.cols, w_ih_t_);
-    pack_rows(a.w.w_hh, H_, w_hh_t_);
+    w_ih_t_ = pack_rows(a.w.w_ih, a.x.cols);
+    w_hh_t_ = pack_rows(a.w.w_hh, H_);
     gather(a.w.b_ih, b_ih_);
     gather(a.w.b_hh, b_hh_);
     c_.assign(N_ * U_, Scalar(0));
@@ -60,7 +60,7 @@ class BatchSlice {
     const Scalar* h_prev = h_[k % 2];
     Scalar* h_next = h_[(k + 1) % 2];
     if (k / kWindowSteps != window_) project_window(k / kWindowSteps);
-    gemm(rows_view(h_prev, N_, H_, H_), w_hh_t_, hp_.data(), GU_, false);  // (R1), (L1), (G2)-(G3), recurrent half
+    gemm(rows_view(h_prev, N_, H_, H_), *w_hh_t_, hp_.data(), GU_, false);  // (R1), (L1), (G2)-(G3), recurrent half
     const CellKind kind = a_.config->kind;
     for (index_t n = 0; n < N_; ++n) {
       Scalar* y = a_.y.at(a_.lay, t, n) + j0_;
@@ -102,16 +102,16 @@ class BatchSlice {
     const index_t k0 = w * kWindowSteps, count = std::min(kWindowSteps, a_.lay.steps - k0);
     t_lo_ = std::min(a_.step_at(k0), a_.step_at(k0 + count - 1));
     const MatView<Scalar> x = window_input(a_, t_lo_, t_lo_ + count, index_t(0), N_, x_rows_);
-    project_inputs(x, w_ih_t_, b_ih_.empty() ? nullptr : b_ih_.data(), x_gates_.data());
+    project_inputs(x, *w_ih_t_, b_ih_.empty() ? nullptr : b_ih_.data(), x_gates_.data());
     window_ = w;
   }
 
   // The slice's rows of each gate block of w [gates * H, cols], transposed and packed side by side
   // (one GEMM covers every gate).
-  void pack_rows(const Scalar* w, index_t cols, PackedMatrix<Scalar>& out) const {
+  std::shared_ptr<const PackedMatrix<Scalar>> pack_rows(const Scalar* w, index_t cols) const {
     std::vector<MatView<Scalar>> blocks;
     for (index_t q = 0; q < gates_; ++q) blocks.push_back({w + (q * H_ + j0_) * cols, cols, U_, 1, cols});
-    out.pack(blocks);
+    return kept_pack(a_.packs, blocks);
   }
 
   // The slice's part of each gate block of a bias [gates * H] (out stays empty when b is null).
@@ -123,7 +123,7 @@ class BatchSlice {
   const DirectionForward<Scalar>& a_;
   Scalar* const* h_;  // h_[0], h_[1]: [N, H] each, shared by the team, alternating by step
   index_t H_, N_, j0_, U_, gates_, GU_;
-  PackedMatrix<Scalar> w_ih_t_, w_hh_t_;  // [in, gates * U], [H, gates * U]
+  std::shared_ptr<const PackedMatrix<Scalar>> w_ih_t_, w_hh_t_;  // [in, gates * U], [H, gates * U]
   std::vector<Scalar> b_ih_, b_hh_, c_;   // [gates * U] the slice's parts of the biases, or empty; [N, U]
   Buffer<Scalar> hp_, x_gates_, x_rows_;  // written before they are read
   index_t window_ = -1, t_lo_ = 0;

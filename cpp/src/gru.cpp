@@ -33,9 +33,9 @@ void gru_direction_forward(const DirectionForward<Scalar>& a) {
   GateWindow<Scalar> window(a, G, cache != nullptr ? &cache->gates : nullptr);  // (G1)
   // Packed once, multiplied at every step: all of W_hh^T (linear before reset), or its r z
   // columns and its n columns apart (original form, where the n product waits for r).
-  PackedMatrix<Scalar> w_hh_t, w_hn_t;
-  w_hh_t.pack({a.w.w_hh, H, lbr ? G : 2 * H, 1, H});
-  if (!lbr) w_hn_t.pack({a.w.w_hh + 2 * H * H, H, H, 1, H});
+  const auto w_hh_kept = kept_pack(a.packs, MatView<Scalar>{a.w.w_hh, H, lbr ? G : 2 * H, 1, H});
+  const auto w_hn_kept = lbr ? w_hh_kept : kept_pack(a.packs, MatView<Scalar>{a.w.w_hh + 2 * H * H, H, H, 1, H});
+  const PackedMatrix<Scalar>&w_hh_t = *w_hh_kept, &w_hn_t = *w_hn_kept;  // w_hn_t: read in the original form only
 
   for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;

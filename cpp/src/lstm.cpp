@@ -32,9 +32,10 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
     if (proj) cache->m.resize(a.lay.rows() * H);
   }
   GateWindow<Scalar> window(a, G, cache != nullptr ? &cache->gates : nullptr);  // (L1), input half
-  PackedMatrix<Scalar> w_hh_t, w_hr_t;  // packed once, multiplied at every step
-  w_hh_t.pack({a.w.w_hh, P, G, 1, P});
-  if (proj) w_hr_t.pack({a.w.w_hr, H, P, 1, H});
+  // Packed once (or kept from an earlier call), multiplied at every step.
+  const auto w_hh_kept = kept_pack(a.packs, MatView<Scalar>{a.w.w_hh, P, G, 1, P});
+  const auto w_hr_kept = proj ? kept_pack(a.packs, MatView<Scalar>{a.w.w_hr, H, P, 1, H}) : w_hh_kept;
+  const PackedMatrix<Scalar>&w_hh_t = *w_hh_kept, &w_hr_t = *w_hr_kept;  // w_hr_t: read with proj only
 
   for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;

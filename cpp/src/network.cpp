@@ -180,7 +180,7 @@ template <typename Scalar>
 void network_forward(const NetworkConfig& config, const std::vector<LayerWeights<Scalar>>& weights,
                      const SequenceShape& shape, const Scalar* x, const index_t* lengths,
                      const Scalar* h0, const Scalar* c0, Scalar* y, Scalar* h_n, Scalar* c_n,
-                     NetworkCache<Scalar>* cache, std::uint64_t dropout_seed) {
+                     NetworkCache<Scalar>* cache, std::uint64_t dropout_seed, WeightPacks<Scalar>* packs) {
   config.validate();
   Eigen::setNbThreads(1);  // results must not depend on the thread count (see threads.hpp)
   const index_t L = config.num_layers, D = config.directions();
@@ -200,6 +200,7 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
   if (cache != nullptr) refill(*cache, config, shape, lengths);
   const bool drop = cache != nullptr && config.dropout > 0.0 && L > 1;
 
+  if (packs != nullptr) packs->store().begin_call();
   std::vector<Scalar> out_buf, in_buf;  // inference: ping-pong between layers
   Seq<const Scalar> input{x, config.input_size, config.input_size};
   for (index_t l = 0; l < L; ++l) {
@@ -226,7 +227,8 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
                                  c0 != nullptr ? c0 + ld * N * H : nullptr,
                                  h_n + ld * N * P,
                                  c_n != nullptr ? c_n + ld * N * H : nullptr,
-                                 cache != nullptr ? &cache->layers[ld] : nullptr};
+                                 cache != nullptr ? &cache->layers[ld] : nullptr,
+                                 packs};
       run_forward(a);
     });
     if (last) break;
@@ -243,6 +245,30 @@ void network_forward(const NetworkConfig& config, const std::vector<LayerWeights
     }
   }
   if (cache != nullptr) cache->filled = true;
+  if (packs != nullptr) packs->store().end_call();
+}
+
+template <typename Scalar>
+WeightPacks<Scalar>::WeightPacks() : store_(std::make_unique<Store>()) {}
+template <typename Scalar>
+WeightPacks<Scalar>::~WeightPacks() = default;
+
+template <typename Scalar>
+void WeightPacks<Scalar>::clear() {
+  std::lock_guard<std::mutex> lock(store_->mutex);
+  store_->entries.clear();
+}
+
+template <typename Scalar>
+std::size_t WeightPacks<Scalar>::size() const {
+  std::lock_guard<std::mutex> lock(store_->mutex);
+  return store_->entries.size();
+}
+
+template <typename Scalar>
+std::uint64_t WeightPacks<Scalar>::made() const {
+  std::lock_guard<std::mutex> lock(store_->mutex);
+  return store_->made;
 }
 
 template <typename Scalar>
@@ -332,14 +358,16 @@ void network_backward(const std::vector<LayerWeights<Scalar>>& weights,
   }
 }
 
+template class WeightPacks<float>;
+template class WeightPacks<double>;
 template void network_forward<float>(const NetworkConfig&, const std::vector<LayerWeights<float>>&,
                                      const SequenceShape&, const float*, const index_t*, const float*,
                                      const float*, float*, float*, float*, NetworkCache<float>*,
-                                     std::uint64_t);
+                                     std::uint64_t, WeightPacks<float>*);
 template void network_forward<double>(const NetworkConfig&, const std::vector<LayerWeights<double>>&,
                                       const SequenceShape&, const double*, const index_t*, const double*,
                                       const double*, double*, double*, double*, NetworkCache<double>*,
-                                      std::uint64_t);
+                                      std::uint64_t, WeightPacks<double>*);
 template void network_backward<float>(const std::vector<LayerWeights<float>>&,
                                       const std::vector<LayerGrads<float>>&, const float*,
                                       const NetworkCache<float>&, const float*, const float*,

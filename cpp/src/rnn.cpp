@@ -25,8 +25,9 @@ void rnn_direction_forward(const DirectionForward<Scalar>& a) {
     cache->h_prev.resize(a.lay.rows() * H);
   }
   GateWindow<Scalar> window(a, H, cache != nullptr ? &cache->gates : nullptr);  // (R1), input half; holds a, then h, per step
-  PackedMatrix<Scalar> w_hh_t;  // packed once, multiplied at every step
-  w_hh_t.pack({a.w.w_hh, H, H, 1, H});
+  // Packed once (or kept from an earlier call), multiplied at every step.
+  const auto w_hh_kept = kept_pack(a.packs, MatView<Scalar>{a.w.w_hh, H, H, 1, H});
+  const PackedMatrix<Scalar>& w_hh_t = *w_hh_kept;
 
   for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;

@@ -404,6 +404,17 @@ void pack_cell(const CellShape& s, const LayerWeights<Scalar>& w, AlignedVector<
   if (s.projected()) pack_matrix(w.w_hr, s.P, H, out);  // (L5)
 }
 
+// pack_cell's weights for one call: kept in `packs` when the call has them (kept_pack).
+template <typename Scalar>
+std::shared_ptr<const AlignedVector<Scalar>> kept_cell(WeightPacks<Scalar>* packs, const CellShape& s,
+                                                       const LayerWeights<Scalar>& w) {
+  PackKey key = pack_key<AlignedVector<Scalar>>(2);
+  auto at = [](const Scalar* p) { return reinterpret_cast<std::intptr_t>(p); };
+  key.insert(key.end(), {static_cast<std::intptr_t>(s.kind), s.linear_before_reset, s.in, s.H, s.P, s.unit0,
+                         s.x_ahead, at(w.w_ih), at(w.w_hh), at(w.b_ih), at(w.b_hh), at(w.w_hr)});
+  return kept_pack<AlignedVector<Scalar>>(packs, key, [&](AlignedVector<Scalar>& out) { pack_cell(s, w, out); });
+}
+
 template <typename Scalar>
 bool avx2_path() {
   if constexpr (std::is_same_v<Scalar, float>) return use_avx2();
@@ -480,8 +491,8 @@ template <typename Scalar, typename Run>
 void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool ahead, const Run& run) {
   const index_t T = a.lay.steps, G = gate_rows, in = a.x.cols, windows = (T + kPipeSteps - 1) / kPipeSteps;
   const index_t span = kPipeSteps * G;
-  PackedMatrix<Scalar> w_ih_t;
-  w_ih_t.pack({a.w.w_ih, in, G, 1, in});
+  const auto w_ih_kept = kept_pack(a.packs, MatView<Scalar>{a.w.w_ih, in, G, 1, in});
+  const PackedMatrix<Scalar>& w_ih_t = *w_ih_kept;
   AlignedVector<Scalar> buffers((ahead ? 3 : 1) * span);  // the calling thread's last, the helper's first
   Scalar* own = buffers.data() + (ahead ? 2 : 0) * span;
   // Window w: steps k in [w * kPipeSteps, ...), times [t_lo, t_lo + count) in either order.
@@ -563,9 +574,10 @@ struct UnitSlice {
   CellShape shape;
   index_t j0, j1, length;  // length: the sequence's steps
   const Scalar* h_prev;    // the whole h of the last step run (the output row), or h0
-  AlignedVector<Scalar> packed, work;
+  std::shared_ptr<const AlignedVector<Scalar>> packed;  // pack_cell's layout (kept_cell)
+  AlignedVector<Scalar> work;
   std::vector<Scalar> c;
-  std::vector<PackedMatrix<Scalar>> w_ih_t;  // per gate: the slice's rows of its block of W_ih
+  std::vector<std::shared_ptr<const PackedMatrix<Scalar>>> w_ih_t;  // per gate: the slice's rows of its block of W_ih
   std::vector<const Scalar*> b_ih;           // per gate: the slice's part of its block of b_ih, or null
   Buffer<Scalar> x_gates;                    // [kPipeSteps, gates * (j1 - j0)]
   index_t window = -1, t_lo = 0;
@@ -576,13 +588,12 @@ struct UnitSlice {
         h_prev(h0.data()), c(c0.begin() + j0_, c0.begin() + j1_) {
     shape.H = j1 - j0;
     shape.unit0 = j0;
-    pack_cell(shape, a.w, packed);
+    packed = kept_cell(a.packs, shape, a.w);
     work.resize(shape.work_size());
     if (!s.x_ahead) return;
     const index_t gates = s.gates(), in = s.in;
-    w_ih_t.resize(gates);
     for (index_t q = 0; q < gates; ++q) {
-      w_ih_t[q].pack({a.w.w_ih + (q * s.H + j0) * in, in, shape.H, 1, in});
+      w_ih_t.push_back(kept_pack(a.packs, MatView<Scalar>{a.w.w_ih + (q * s.H + j0) * in, in, shape.H, 1, in}));
       b_ih.push_back(a.w.b_ih != nullptr ? a.w.b_ih + q * s.H + j0 : nullptr);
     }
     x_gates.resize(kPipeSteps * gates * shape.H);
@@ -601,11 +612,11 @@ struct UnitSlice {
         window_of(a, window, t_lo, count);
         const MatView<Scalar> x = rows_view(a.x.at(a.lay, t_lo, 0), count, shape.in, a.x.ld);
         for (std::size_t q = 0; q < w_ih_t.size(); ++q)
-          project_inputs(x, w_ih_t[q], b_ih[q], x_gates.data() + static_cast<index_t>(q) * H, G);
+          project_inputs(x, *w_ih_t[q], b_ih[q], x_gates.data() + static_cast<index_t>(q) * H, G);
       }
       gates = x_gates.data() + (t - t_lo) * G;
     }
-    cell_step(shape, packed.data(), a.x.at(a.lay, t, 0), gates, h_prev, c.data(), a.y.at(a.lay, t, 0) + j0,
+    cell_step(shape, packed->data(), a.x.at(a.lay, t, 0), gates, h_prev, c.data(), a.y.at(a.lay, t, 0) + j0,
               work.data(), (k & 1) != 0);
     h_prev = a.y.at(a.lay, t, 0);  // the whole row, once the team has met
     return true;
@@ -648,9 +659,9 @@ void step_direction_forward(const DirectionForward<Scalar>& a) {
   CellShape s{config.kind, config.linear_before_reset, a.x.cols, config.hidden_size, config.output_size()};
   s.x_ahead = s.in >= kWindowInput;  // then W_ih is packed for the window GEMM, not in the panels
   if (const int team = unit_team<Scalar>(s); team > 1) return split_direction_forward(a, s, team);
-  AlignedVector<Scalar> packed, work(s.work_size());
+  const auto packed = kept_cell(a.packs, s, a.w);
+  AlignedVector<Scalar> work(s.work_size());
   std::vector<Scalar> h0, c;
-  pack_cell(s, a.w, packed);
   load_state(a.h0, s.P, h0);
   load_state(a.c0, s.H, c);
   const index_t T = a.lay.steps, length = a.lengths != nullptr ? a.lengths[0] : T;
@@ -663,7 +674,7 @@ void step_direction_forward(const DirectionForward<Scalar>& a) {
       std::fill(y, y + s.P, Scalar(0));
       return;
     }
-    cell_step(s, packed.data(), a.x.at(a.lay, t, 0), x_gates, h_prev, c.data(), y, work.data(), (k & 1) != 0);
+    cell_step(s, packed->data(), a.x.at(a.lay, t, 0), x_gates, h_prev, c.data(), y, work.data(), (k & 1) != 0);
     h_prev = y;  // this step's output row is the next step's h_prev
   };
   if (!s.x_ahead) {

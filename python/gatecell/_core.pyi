@@ -48,6 +48,19 @@ class NetworkCacheF64(NetworkCacheF32): ...
 
 NetworkCache = Union[NetworkCacheF32, NetworkCacheF64]
 
+class WeightPacksF32:
+    """Packed weights kept between network_forward calls (see its `packs`)."""
+    def __init__(self) -> None: ...
+    def clear(self) -> None: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def made(self) -> int: ...
+
+class WeightPacksF64(WeightPacksF32): ...
+
+WeightPacks = Union[WeightPacksF32, WeightPacksF64]
+
 def network_forward(
     config: NetworkConfig,
     weights: Sequence[WeightEntry],
@@ -59,6 +72,7 @@ def network_forward(
     training: bool = False,
     seed: int = 0,
     cache: Optional[NetworkCache] = None,
+    packs: Optional[WeightPacks] = None,
 ) -> Tuple[Array, Array, Optional[Array], Optional[NetworkCache]]: ...
 def network_backward(
     cache: NetworkCache,

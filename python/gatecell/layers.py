@@ -29,6 +29,17 @@ LSTMState = Tuple[Array, Array]
 State = Union[Array, LSTMState]
 
 
+def _refs_in_dict() -> int:
+    """sys.getrefcount of an array that only one dict entry holds, read in a loop over the dict's values."""
+    alone = {"probe": np.empty(0)}
+    for arr in alone.values():
+        return sys.getrefcount(arr)
+    raise AssertionError("unreachable")
+
+
+_ALONE_IN_DICT = _refs_in_dict()
+
+
 class Module:
     """Parameters, gradients, train/eval mode and state dicts: what every gatecell layer shares."""
 
@@ -45,11 +56,14 @@ class Module:
         # Held by a training forward while it refills the previous forward's cache in place: a
         # backward arriving meanwhile waits for it and differentiates the new forward.
         self._refill_lock = threading.Lock()
+        # The kernels' packed weights, kept between calls while no one else can reach the
+        # parameters (see _kept_packs); made on first use.
+        self._packs: Any = None
 
     # Copies (copy.deepcopy, pickle) take the parameters, gradients, mode and settings; not the
     # activations a training forward saved for backward, nor the locks, which are made anew.
     # The kernels' config (_config) is made anew from the settings.
-    _TRANSIENT = ("_backward_lock", "_refill_lock", "_saved", "_saved_x", "_config")
+    _TRANSIENT = ("_backward_lock", "_refill_lock", "_saved", "_saved_x", "_config", "_packs")
 
     def __getstate__(self) -> Dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
@@ -63,6 +77,7 @@ class Module:
         self.__dict__.update(state)
         self._backward_lock = threading.Lock()
         self._refill_lock = threading.Lock()
+        self._packs = None
         if hasattr(self, "_core_config"):  # recurrent layers and cells
             self._config = self._core_config()
 
@@ -83,7 +98,24 @@ class Module:
 
     def parameters(self) -> Dict[str, Array]:
         """The live parameter arrays, keyed like the torch.nn state dict; update them in place."""
+        self._packs = None  # whoever holds them may change them: the next call packs afresh
         return dict(self._params)
+
+    def _kept_packs(self) -> Any:
+        """The kernels' packed weights to keep between calls, or None to pack them for this call only.
+
+        Kept only while nothing but this module can reach a parameter array: a handle from
+        parameters() (or a view of one) could change it in place unseen. A live one shows in the
+        reference counts, and then every call packs afresh; handing one out drops what was kept,
+        so a change made through a handle that is gone by the next call is seen as well.
+        """
+        for arr in self._params.values():
+            if sys.getrefcount(arr) != _ALONE_IN_DICT:
+                self._packs = None
+                return None
+        if self._packs is None:
+            self._packs = _core.WeightPacksF32() if self.dtype == np.float32 else _core.WeightPacksF64()
+        return self._packs
 
     @property
     def grads(self) -> Dict[str, Array]:
@@ -128,6 +160,7 @@ class Module:
                 raise ValueError(f"state_dict[{k!r}]: expected shape {shape_str(self._params[k].shape)}, "
                                  f"got {shape_str(arr.shape)}")
             arrays[k] = arr
+        self._packs = None
         for k, arr in arrays.items():  # all checked before any is written
             self._params[k][...] = arr
 
@@ -347,8 +380,9 @@ class _RecurrentBase(Module):
                     self._refill_lock.release()
                 raise
         try:
+            packs = self._kept_packs()  # before _weights() holds the arrays too
             y, h_n, c_n, cache = _core.network_forward(self._config, self._weights(self._params), x, lens, h0, c0,
-                                                       batch_first, self.training, seed, reuse)
+                                                       batch_first, self.training, seed, reuse, packs)
             if self.training:
                 self._saved = {"cache": cache, "x": x, "unbatched": unbatched, "out_shape": y.shape}
         except BaseException:

@@ -3,6 +3,7 @@
 // Multi-layer, optionally bidirectional RNN/LSTM/GRU over whole sequences: forward and BPTT.
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -61,6 +62,29 @@ struct NetworkCache {
   mutable TurnLock turns;
 };
 
+// Weights packed by network_forward (for its GEMMs and step kernels) and kept for its next calls,
+// instead of packing them anew at every call. Entries are keyed by the weight arrays' addresses and
+// shapes, so a call with other arrays packs its own; an entry no call used last time is dropped.
+// The owner promises what the keys cannot see: the arrays' contents have not changed since the call
+// that packed them (clear() otherwise), and calls that share one WeightPacks take turns.
+template <typename Scalar>
+class WeightPacks {
+ public:
+  WeightPacks();
+  ~WeightPacks();
+  WeightPacks(const WeightPacks&) = delete;
+  WeightPacks& operator=(const WeightPacks&) = delete;
+  void clear();
+  std::size_t size() const;    // packed weights held
+  std::uint64_t made() const;  // weights packed since construction (tests: a kept entry is not repacked)
+
+  struct Store;  // the entries (cpp/src/detail/weight_packs.hpp)
+  Store& store() { return *store_; }
+
+ private:
+  std::unique_ptr<Store> store_;
+};
+
 // Runs the network over a batch of sequences.
 //   config:  the network; weights: [L*D] per (layer, direction), index layer*D + direction
 //   shape:   steps T, batch N, layout of x and y
@@ -72,11 +96,13 @@ struct NetworkCache {
 //   cache:   null for inference (nothing saved), else filled for network_backward (in/out: a cache
 //            from an earlier call is refilled in place; record_grads is kept, older records dropped)
 //   dropout_seed: seeds the inter-layer dropout masks (training only)
+//   packs:   packed weights kept from earlier calls and for later ones (see WeightPacks), or null
+//            to pack them for this call only
 template <typename Scalar>
 void network_forward(const NetworkConfig& config, const std::vector<LayerWeights<Scalar>>& weights,
                      const SequenceShape& shape, const Scalar* x, const index_t* lengths,
                      const Scalar* h0, const Scalar* c0, Scalar* y, Scalar* h_n, Scalar* c_n,
-                     NetworkCache<Scalar>* cache, std::uint64_t dropout_seed);
+                     NetworkCache<Scalar>* cache, std::uint64_t dropout_seed, WeightPacks<Scalar>* packs = nullptr);
 
 // Backpropagation through time for the forward call that filled `cache`.
 //   weights, x: exactly those given to network_forward

@@ -12,6 +12,7 @@
 
 #include "detail/gemm.hpp"
 #include "detail/simd.hpp"
+#include "detail/weight_packs.hpp"
 #include "detail/sequence.hpp"
 #include "gatecell/network.hpp"
 
@@ -31,6 +32,7 @@ struct DirectionForward {
   Scalar* h_n;             // [N, Hout]
   Scalar* c_n;             // [N, H] (LSTM)
   LayerCache<Scalar>* cache;  // null in inference
+  WeightPacks<Scalar>* packs = nullptr;  // packed weights kept between calls, or null (see kept_pack)
 
   bool active(index_t t, index_t n) const { return lengths == nullptr || t < lengths[n]; }
   index_t step_at(index_t k) const { return reverse ? lay.steps - 1 - k : k; }
@@ -168,7 +170,7 @@ class GateWindow {
   GateWindow(const DirectionForward<Scalar>& a, index_t gate_rows, std::vector<Scalar>* keep)
       : a_(a), G_(gate_rows), all_(keep != nullptr) {
     const index_t in = a.x.cols;
-    w_ih_t_.pack({a.w.w_ih, in, G_, 1, in});
+    w_ih_t_ = kept_pack(a.packs, MatView<Scalar>{a.w.w_ih, in, G_, 1, in});
     if (keep != nullptr) {  // (testing keep itself lets the compiler see it is not null here)
       keep->resize(a.lay.rows() * G_);
       data_ = keep->data();
@@ -195,12 +197,12 @@ class GateWindow {
  private:
   static constexpr index_t kWindowElements = index_t(1) << 18;  // 1 MiB of float scratch per window at most
 
-  void project(const MatView<Scalar>& x, Scalar* out) const { project_inputs(x, w_ih_t_, a_.w.b_ih, out); }
+  void project(const MatView<Scalar>& x, Scalar* out) const { project_inputs(x, *w_ih_t_, a_.w.b_ih, out); }
 
   const DirectionForward<Scalar>& a_;
   index_t G_;
   bool all_;
-  PackedMatrix<Scalar> w_ih_t_;
+  std::shared_ptr<const PackedMatrix<Scalar>> w_ih_t_;
   Scalar* data_ = nullptr;
   std::unique_ptr<Rows> whole_;  // prepare/at over all rows (inference)
 };
