@@ -51,5 +51,5 @@ LD_PRELOAD="$PRELOAD" ASAN_OPTIONS=$ASAN:detect_leaks=0 CI=true "$PY" -S -m pyte
   tests/python/test_fuzz.py tests/python/test_properties.py \
   tests/python/test_concurrency.py tests/python/test_numerics.py tests/python/test_repeatability.py \
   tests/python/test_workspace.py "tests/python/test_step.py::test_split_steps_match_one_thread" \
-  tests/python/test_batch_split.py
+  tests/python/test_batch_split.py tests/python/test_weight_packs.py
 echo "sanitize: ctest and Python suites clean under ASan+UBSan"

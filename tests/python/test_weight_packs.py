@@ -180,3 +180,27 @@ def test_copies_and_pickles_pack_their_own():
         other.parameters()["weight_hh_l0"][...] *= 2  # a copy's weights are its own
         assert not np.array_equal(other(x)[0], y)
         np.testing.assert_array_equal(m(x)[0], y)
+
+
+def test_concurrent_calls_share_the_packs(threads):
+    # Calls from several Python threads at once (the kernels release the GIL) share one WeightPacks:
+    # batch sizes that take different paths add and drop entries under each other's feet.
+    import threading
+
+    m, twin, _ = _pair("LSTM", {}, 20, 136, seed=6)
+    inputs = [_input(m, 30, N, seed=N) for N in (1, 2, 3, 9)]
+    expected = [twin(x)[0] for x in inputs]
+    failures = []
+
+    def worker(i):
+        for _ in range(15):
+            y = m(inputs[i])[0]
+            if not np.array_equal(y, expected[i]):
+                failures.append(i)
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(len(inputs))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not failures
