@@ -8,6 +8,7 @@
 #include "detail/simd.hpp"
 #include "detail/simd_avx2.hpp"
 #include "detail/stall.hpp"
+#include "detail/team.hpp"
 
 #include <omp.h>
 
@@ -457,11 +458,13 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
   }
   const Clock::time_point start = Clock::now();
   int threads = 1;
+  TeamExit exit;
 #pragma omp parallel
   {
-    const index_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-    if (id == 0) threads = static_cast<int>(nt);
+    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    if (id == 0) threads = nt;
     run(P * id / nt, P * (id + 1) / nt);
+    exit.arrive(id, nt);
   }
   const double took = std::chrono::duration<double>(Clock::now() - start).count();
   if (took > kStallFactor * macs / (kSerialMacRate * threads) + kStallSlack) gemm_pause.stalled();

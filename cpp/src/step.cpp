@@ -517,8 +517,9 @@ void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool a
     }
   };
   if (!ahead) return steps();
-  std::atomic<bool> failed{false}, helper_done{false};
+  std::atomic<bool> failed{false};
   std::exception_ptr error;
+  TeamExit exit;
 #pragma omp parallel num_threads(2)
   {
     try {
@@ -532,20 +533,15 @@ void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool a
           project(w, buffers.data() + (w % 2) * span);
           holds[w % 2].store(w, std::memory_order_release);
         }
-        helper_done.store(true, std::memory_order_release);
       } else {
         steps();
-        // The region's closing barrier would spin for milliseconds. A helper woken from sleep
-        // may still be queued behind this thread on its core (seen here after an idle pause: a
-        // 0.5 ms call took 4 ms, a scheduler tick): wait for it with yields, so it runs, finds
-        // every window done and leaves.
-        if (omp_get_num_threads() == 2) wait_until([&] { return helper_done.load(std::memory_order_acquire); }, failed);
       }
     } catch (...) {
 #pragma omp critical(gatecell_pipeline_error)
       if (!error) error = std::current_exception();
       failed.store(true, std::memory_order_release);
     }
+    exit.arrive(omp_get_thread_num(), omp_get_num_threads());  // a late helper finds every window done
   }
   if (error) std::rethrow_exception(error);
 }

@@ -11,9 +11,10 @@
 #include <vector>
 
 #include "detail/gemm.hpp"
-#include "detail/simd.hpp"
-#include "detail/weight_packs.hpp"
 #include "detail/sequence.hpp"
+#include "detail/simd.hpp"
+#include "detail/team.hpp"
+#include "detail/weight_packs.hpp"
 #include "gatecell/network.hpp"
 
 namespace gatecell::detail {
@@ -267,15 +268,17 @@ void for_each_row_block(index_t batch, int team, const Body& body) {
     return;
   }
   std::exception_ptr error;
+  TeamExit exit;
 #pragma omp parallel num_threads(team)
   {
-    const index_t id = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int id = omp_get_thread_num(), nt = omp_get_num_threads();
     try {
       body(batch * id / nt, batch * (id + 1) / nt);
     } catch (...) {
 #pragma omp critical(gatecell_row_block_error)
       if (!error) error = std::current_exception();
     }
+    exit.arrive(id, nt);
   }
   if (error) std::rethrow_exception(error);
 }

@@ -50,6 +50,25 @@ bool wait_until(const Ready& ready, const std::atomic<bool>& failed, double* wai
   return true;
 }
 
+// The end of a parallel region: every thread arrives, and the first one then waits for the others
+// through wait_until. libgomp's closing barrier spins for milliseconds instead, while a helper woken
+// from sleep (after an idle pause) may still be queued behind the first thread on its core, and
+// runs only once that thread yields: a 0.5 ms batch-1 call at 2 threads took 4 ms here, a
+// scheduler tick, in most bench rounds that followed another framework's pause.
+class TeamExit {
+ public:
+  // After the thread's last work in the region, exceptions caught: a thread that does not arrive
+  // keeps the first one waiting.
+  void arrive(int id, int threads) {
+    arrived_.fetch_add(1, std::memory_order_acq_rel);
+    if (id == 0) wait_until([&] { return arrived_.load(std::memory_order_acquire) >= threads; }, never_);
+  }
+
+ private:
+  std::atomic<int> arrived_{0};
+  const std::atomic<bool> never_{false};
+};
+
 // A barrier for the threads of one parallel region that spins, then yields, and tells a wait
 // that lasted long (another thread, on a busy machine, lost its core) from a short one.
 class SpinBarrier {
