@@ -262,7 +262,7 @@ void bind_network(py::module_& m) {
       "an earlier call's cache that nothing else still needs: it is refilled in place and returned, its "
       "buffers reused (record_grads reset, older contents gone), instead of a new one being allocated. "
       "`packs` (a WeightPacks of x's dtype) keeps the packed weights for the next call: the caller "
-      "promises that the weight arrays do not change while it holds them, and calls take turns.");
+      "promises that the weight arrays do not change while it holds them (clear() otherwise).");
 
   m.def(
       "network_backward",

@@ -408,7 +408,7 @@ void pack_cell(const CellShape& s, const LayerWeights<Scalar>& w, AlignedVector<
 template <typename Scalar>
 std::shared_ptr<const AlignedVector<Scalar>> kept_cell(WeightPacks<Scalar>* packs, const CellShape& s,
                                                        const LayerWeights<Scalar>& w) {
-  PackKey key = pack_key<AlignedVector<Scalar>>(2);
+  PackKey key{static_cast<std::intptr_t>(PackKind::cell)};
   auto at = [](const Scalar* p) { return reinterpret_cast<std::intptr_t>(p); };
   key.insert(key.end(), {static_cast<std::intptr_t>(s.kind), s.linear_before_reset, s.in, s.H, s.P, s.unit0,
                          s.x_ahead, at(w.w_ih), at(w.w_hh), at(w.b_ih), at(w.b_hh), at(w.w_hr)});

@@ -64,9 +64,10 @@ struct NetworkCache {
 
 // Weights packed by network_forward (for its GEMMs and step kernels) and kept for its next calls,
 // instead of packing them anew at every call. Entries are keyed by the weight arrays' addresses and
-// shapes, so a call with other arrays packs its own; an entry no call used last time is dropped.
+// shapes, so a call with other arrays packs its own; an entry the last call did not use is dropped.
 // The owner promises what the keys cannot see: the arrays' contents have not changed since the call
-// that packed them (clear() otherwise), and calls that share one WeightPacks take turns.
+// that packed them (clear() otherwise). Concurrent calls may share one: an entry is never changed
+// once made, and a call keeps the entries it took until it ends.
 template <typename Scalar>
 class WeightPacks {
  public:

@@ -7,7 +7,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -40,14 +39,10 @@ struct WeightPacks<Scalar>::Store {
 
 namespace detail {
 
-// Identifies a packed weight: what it is (the packer's type and a tag per kind of packing) and
-// every address and extent it was packed from.
+// Identifies a packed weight: the kind of packing (which also fixes the type kept) and every
+// address and extent it was packed from.
+enum class PackKind : std::intptr_t { matrix, blocks, cell };  // PackedMatrix, PackedMatrix, AlignedVector
 using PackKey = std::vector<std::intptr_t>;
-
-template <typename Packed>
-PackKey pack_key(int tag) {
-  return {static_cast<std::intptr_t>(typeid(Packed).hash_code()), tag};
-}
 
 template <typename Scalar>
 void add_view(PackKey& key, const MatView<Scalar>& v) {
@@ -84,7 +79,7 @@ std::shared_ptr<const Packed> kept_pack(WeightPacks<Scalar>* packs, const PackKe
 // W^T (a view of a row-major W) packed for gemm.
 template <typename Scalar>
 std::shared_ptr<const PackedMatrix<Scalar>> kept_pack(WeightPacks<Scalar>* packs, const MatView<Scalar>& b) {
-  PackKey key = pack_key<PackedMatrix<Scalar>>(0);
+  PackKey key{static_cast<std::intptr_t>(PackKind::matrix)};
   add_view(key, b);
   return kept_pack<PackedMatrix<Scalar>>(packs, key, [&](PackedMatrix<Scalar>& p) { p.pack(b); });
 }
@@ -93,7 +88,7 @@ std::shared_ptr<const PackedMatrix<Scalar>> kept_pack(WeightPacks<Scalar>* packs
 template <typename Scalar>
 std::shared_ptr<const PackedMatrix<Scalar>> kept_pack(WeightPacks<Scalar>* packs,
                                                       const std::vector<MatView<Scalar>>& blocks) {
-  PackKey key = pack_key<PackedMatrix<Scalar>>(1);
+  PackKey key{static_cast<std::intptr_t>(PackKind::blocks)};
   for (const MatView<Scalar>& b : blocks) add_view(key, b);
   return kept_pack<PackedMatrix<Scalar>>(packs, key, [&](PackedMatrix<Scalar>& p) { p.pack(blocks); });
 }
