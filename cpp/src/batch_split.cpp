@@ -42,10 +42,10 @@ class BatchSlice {
   BatchSlice(const DirectionForward<Scalar>& a, Scalar* const* h, index_t j0, index_t j1)
       : a_(a), h_(h), H_(a.config->hidden_size), N_(a.lay.batch), j0_(j0), U_(j1 - j0),
         gates_(a.config->gates()), GU_(gates_ * U_) {
-    w_ih_t_ = pack_rows(a.w.w_ih, a.x.cols);
-    w_hh_t_ = pack_rows(a.w.w_hh, H_);
-    gather(a.w.b_ih, b_ih_);
-    gather(a.w.b_hh, b_hh_);
+    w_ih_t_ = kept_unit_rows(a.packs, a.w.w_ih, a.x.cols, gates_, H_, j0_, U_);
+    w_hh_t_ = kept_unit_rows(a.packs, a.w.w_hh, H_, gates_, H_, j0_, U_);
+    b_ih_ = unit_bias(a.w.b_ih, gates_, H_, j0_, U_);
+    b_hh_ = unit_bias(a.w.b_hh, gates_, H_, j0_, U_);
     c_.assign(N_ * U_, Scalar(0));
     if (a.config->kind == CellKind::lstm && a.c0 != nullptr)
       for (index_t n = 0; n < N_; ++n) std::copy(a.c0 + n * H_ + j0_, a.c0 + n * H_ + j0_ + U_, c_.data() + n * U_);
@@ -104,20 +104,6 @@ class BatchSlice {
     const MatView<Scalar> x = window_input(a_, t_lo_, t_lo_ + count, index_t(0), N_, x_rows_);
     project_inputs(x, *w_ih_t_, b_ih_.empty() ? nullptr : b_ih_.data(), x_gates_.data());
     window_ = w;
-  }
-
-  // The slice's rows of each gate block of w [gates * H, cols], transposed and packed side by side
-  // (one GEMM covers every gate).
-  std::shared_ptr<const PackedMatrix<Scalar>> pack_rows(const Scalar* w, index_t cols) const {
-    std::vector<MatView<Scalar>> blocks;
-    for (index_t q = 0; q < gates_; ++q) blocks.push_back({w + (q * H_ + j0_) * cols, cols, U_, 1, cols});
-    return kept_pack(a_.packs, blocks);
-  }
-
-  // The slice's part of each gate block of a bias [gates * H] (out stays empty when b is null).
-  void gather(const Scalar* b, std::vector<Scalar>& out) const {
-    if (b == nullptr) return;
-    for (index_t q = 0; q < gates_; ++q) out.insert(out.end(), b + q * H_ + j0_, b + q * H_ + j0_ + U_);
   }
 
   const DirectionForward<Scalar>& a_;

@@ -579,9 +579,9 @@ struct UnitSlice {
   std::shared_ptr<const AlignedVector<Scalar>> packed;  // pack_cell's layout (kept_cell)
   AlignedVector<Scalar> work;
   std::vector<Scalar> c;
-  std::vector<std::shared_ptr<const PackedMatrix<Scalar>>> w_ih_t;  // per gate: the slice's rows of its block of W_ih
-  std::vector<const Scalar*> b_ih;           // per gate: the slice's part of its block of b_ih, or null
-  Buffer<Scalar> x_gates;                    // [kPipeSteps, gates * (j1 - j0)]
+  std::shared_ptr<const PackedMatrix<Scalar>> w_ih_t;  // with x_ahead: the slice's rows of W_ih (kept_unit_rows)
+  std::vector<Scalar> b_ih;                            // the slice's part of b_ih, or empty
+  Buffer<Scalar> x_gates;                              // [kPipeSteps, gates * (j1 - j0)]
   index_t window = -1, t_lo = 0;
 
   UnitSlice(const DirectionForward<Scalar>& a_, const CellShape& s, const std::vector<Scalar>& h0,
@@ -593,18 +593,16 @@ struct UnitSlice {
     packed = kept_cell(a.packs, shape, a.w);
     work.resize(shape.work_size());
     if (!s.x_ahead) return;
-    const index_t gates = s.gates(), in = s.in;
-    for (index_t q = 0; q < gates; ++q) {
-      w_ih_t.push_back(kept_pack(a.packs, MatView<Scalar>{a.w.w_ih + (q * s.H + j0) * in, in, shape.H, 1, in}));
-      b_ih.push_back(a.w.b_ih != nullptr ? a.w.b_ih + q * s.H + j0 : nullptr);
-    }
+    const index_t gates = s.gates();
+    w_ih_t = kept_unit_rows(a.packs, a.w.w_ih, s.in, gates, s.H, j0, shape.H);
+    b_ih = unit_bias(a.w.b_ih, gates, s.H, j0, shape.H);
     x_gates.resize(kPipeSteps * gates * shape.H);
   }
 
   // Step k (time t) of this slice into y[j0, j1), from the whole h_prev; false past the
   // sequence's end (nothing to do: y is zeroed after the team).
   bool step(index_t k) {
-    const index_t t = a.step_at(k), H = shape.H, G = static_cast<index_t>(w_ih_t.size()) * H;
+    const index_t t = a.step_at(k), G = shape.gates() * shape.H;
     if (t >= length) return false;
     const Scalar* gates = nullptr;
     if (!x_gates.empty()) {
@@ -613,8 +611,7 @@ struct UnitSlice {
         index_t count;
         window_of(a, window, t_lo, count);
         const MatView<Scalar> x = rows_view(a.x.at(a.lay, t_lo, 0), count, shape.in, a.x.ld);
-        for (std::size_t q = 0; q < w_ih_t.size(); ++q)
-          project_inputs(x, *w_ih_t[q], b_ih[q], x_gates.data() + static_cast<index_t>(q) * H, G);
+        project_inputs(x, *w_ih_t, b_ih.empty() ? nullptr : b_ih.data(), x_gates.data());
       }
       gates = x_gates.data() + (t - t_lo) * G;
     }

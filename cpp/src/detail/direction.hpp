@@ -124,6 +124,26 @@ MatView<Scalar> window_input(const DirectionForward<Scalar>& a, index_t lo, inde
   return rows_view<Scalar>(rows.data(), count, in, in);
 }
 
+// A slice of units [j0, j0 + U) of a cell split by units (batch_split.cpp, step.cpp): its rows of
+// each gate block of w [gates * H, cols], transposed and packed side by side as [cols, gates * U]
+// (one GEMM covers every gate; gate q's columns at q * U), kept in `packs` when the call has them.
+template <typename Scalar>
+std::shared_ptr<const PackedMatrix<Scalar>> kept_unit_rows(WeightPacks<Scalar>* packs, const Scalar* w, index_t cols,
+                                                           index_t gates, index_t H, index_t j0, index_t U) {
+  std::vector<MatView<Scalar>> blocks;
+  for (index_t q = 0; q < gates; ++q) blocks.push_back({w + (q * H + j0) * cols, cols, U, 1, cols});
+  return kept_pack(packs, blocks);
+}
+
+// The same slice's part of each gate block of a bias [gates * H], as [gates * U]; empty when b is null.
+template <typename Scalar>
+std::vector<Scalar> unit_bias(const Scalar* b, index_t gates, index_t H, index_t j0, index_t U) {
+  std::vector<Scalar> out;
+  if (b == nullptr) return out;
+  for (index_t q = 0; q < gates; ++q) out.insert(out.end(), b + q * H + j0, b + q * H + j0 + U);
+  return out;
+}
+
 // x W_ih^T + b_ih, the input half of the gate pre-activations (one GEMM over many steps, not one
 // per step). Training projects every step at once into the buffer the cache keeps (it ends up
 // holding the activated gates); inference projects a window of steps at a time into a scratch
