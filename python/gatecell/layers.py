@@ -13,6 +13,7 @@ import math
 import sys
 import threading
 import warnings
+import weakref
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -38,6 +39,20 @@ def _refs_in_dict() -> int:
 
 
 _ALONE_IN_DICT = _refs_in_dict()
+
+
+class _Holder:
+    pass
+
+
+def _refs_as_attribute() -> int:
+    """sys.getrefcount of a dict that only one object's attribute holds, read through that attribute."""
+    holder = _Holder()
+    holder.probe = {}
+    return sys.getrefcount(holder.probe)
+
+
+_ALONE_AS_ATTRIBUTE = _refs_as_attribute()
 
 
 class Module:
@@ -105,14 +120,17 @@ class Module:
         """The kernels' packed weights to keep between calls, or None to pack them for this call only.
 
         Kept only while nothing but this module can reach a parameter array: a handle from
-        parameters() (or a view of one) could change it in place unseen. A live one shows in the
-        reference counts, and then every call packs afresh; handing one out drops what was kept,
-        so a change made through a handle that is gone by the next call is seen as well.
+        parameters() (or a view of one, or a weak reference) could change it in place unseen, and
+        so could another module sharing the parameter dict (a copy.copy of this one). A live one
+        shows in the reference counts, and then every call packs afresh; handing one out drops
+        what was kept, so a change made through a handle that is gone by the next call is seen as
+        well.
         """
-        for arr in self._params.values():
-            if sys.getrefcount(arr) != _ALONE_IN_DICT:
-                self._packs = None
-                return None
+        shared = sys.getrefcount(self._params) != _ALONE_AS_ATTRIBUTE
+        if shared or any(sys.getrefcount(arr) != _ALONE_IN_DICT or weakref.getweakrefcount(arr)
+                         for arr in self._params.values()):
+            self._packs = None
+            return None
         if self._packs is None:
             self._packs = _core.WeightPacksF32() if self.dtype == np.float32 else _core.WeightPacksF64()
         return self._packs

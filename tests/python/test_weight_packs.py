@@ -9,6 +9,7 @@ row blocks, both GRU forms, the LSTM projection, stacked bidirectional layers, f
 
 import copy
 import pickle
+import weakref
 
 import numpy as np
 import pytest
@@ -206,3 +207,32 @@ def test_concurrent_calls_share_the_packs(threads):
     for w in workers:
         w.join()
     assert failures == []
+
+
+def test_shallow_copies_and_weak_references_are_seen():
+    m = gc.LSTM(4, 8, seed=0)
+    m.eval()
+    x = _input(m, 5, 2)
+
+    def fresh(module):
+        f = gc.LSTM(4, 8, seed=1)
+        f.eval()
+        f.load_state_dict(module.state_dict())
+        return f(x)[0]
+
+    m(x)
+    assert m._packs is not None and m._packs.size > 0
+    twin = copy.copy(m)  # shares the parameter dict: neither may keep packed weights
+    twin.load_state_dict({k: v * 0 + 0.25 for k, v in m.state_dict().items()})
+    np.testing.assert_array_equal(m(x)[0], fresh(m))
+    np.testing.assert_array_equal(twin(x)[0], fresh(twin))
+    assert m._packs is None and twin._packs is None
+    del twin
+    m(x)
+    assert m._packs is not None  # the dict is its own again
+
+    ref = weakref.ref(m.parameters()["weight_hh_l0"])
+    m(x)
+    assert m._packs is None
+    ref()[...] = 0.5
+    np.testing.assert_array_equal(m(x)[0], fresh(m))
