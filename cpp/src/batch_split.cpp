@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "detail/cell_math.hpp"
+#include "detail/pool.hpp"
 #include "detail/team.hpp"
 
 namespace gatecell::detail {
@@ -123,7 +124,7 @@ int batch_unit_team(const DirectionForward<Scalar>& a) {
   const index_t N = a.lay.batch, H = config.hidden_size;
   if (a.cache != nullptr || config.has_variants() || config.reverse || config.proj_size > 0) return 1;
   if (config.kind == CellKind::gru && !config.linear_before_reset) return 1;
-  if (N < 2 || omp_in_parallel() || !gemm_rows_independent<Scalar>() || row_team<Scalar>(N) > 1) return 1;
+  if (N < 2 || in_parallel() || !gemm_rows_independent<Scalar>() || row_team<Scalar>(N, *a.config) > 1) return 1;
   if (split_pause().active()) return 1;
   // The batch-1 floor holds here too (2 threads, min ms of 100 steps, split vs forked GEMM): LSTM
   // B 2 H 64 (64 KiB) 0.31 vs 0.26, but GRU B 3 H 96 (108 KiB) 0.33 vs 0.37 and LSTM B 4 H 128

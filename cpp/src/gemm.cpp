@@ -5,10 +5,10 @@
 // panels over threads never changes a result.
 
 #include "detail/gemm.hpp"
+#include "detail/pool.hpp"
 #include "detail/simd.hpp"
 #include "detail/simd_avx2.hpp"
 #include "detail/stall.hpp"
-#include "detail/team.hpp"
 
 #include <omp.h>
 
@@ -42,12 +42,13 @@ index_t panel_count(index_t cols) { return (cols + kPanel - 1) / kPanel; }
 #ifdef GATECELL_X86_AVX2
 namespace {
 
-// A parallel GEMM ends when the last thread of its team is done. On a busy machine a thread that
-// lost its core holds that end back for a time slice (milliseconds), and a time loop forks a GEMM
-// every step (100 steps of 70 us took 0.5 s instead of 13 ms here, with another process on the
-// other core). A region that took far longer than its work should (kStallFactor times the time at
-// kSerialMacRate per thread, plus kStallSlack) sends the calling thread's GEMMs to one thread for
-// a while (StallPause); results are the same either way (fixed column panels).
+// A parallel GEMM ends when the last range a helper started is done (run_shared: the calling
+// thread runs the ranges no helper has started). On a busy machine a helper that lost its core in
+// the middle of its range holds that end back for a time slice (milliseconds), and a time loop
+// forks a GEMM every step (100 steps of 70 us took 0.5 s instead of 13 ms here, with another
+// process on the other core). A GEMM that took far longer than its work should (kStallFactor
+// times the time at kSerialMacRate per thread, plus kStallSlack) sends the calling thread's GEMMs
+// to one thread for a while (StallPause); results are the same either way (fixed column panels).
 constexpr double kSerialMacRate = 20e9;  // multiply-adds per second of one thread: half this CPU's peak
 constexpr double kStallFactor = 5;
 constexpr double kStallSlack = 200e-6;   // seconds
@@ -121,17 +122,15 @@ void PackedMatrix<Scalar>::pack_panels(const MatView<Scalar>& b, Scalar* out) {
   const index_t K = b.rows, P = panel_count(b.cols);
   // The time loops pack their weights before their thread team starts: a serial pack of W_hh
   // (1 MiB for H = 256) would keep the other threads waiting.
-  const bool parallel = P > 1 && static_cast<double>(K) * b.cols >= kParallelPack && omp_get_max_threads() > 1 &&
-                        !omp_in_parallel();
-#pragma omp parallel for schedule(static) if (parallel)
-  for (index_t p = 0; p < P; ++p) {
+  const bool parallel = P > 1 && static_cast<double>(K) * b.cols >= kParallelPack;
+  run_shared(P, parallel ? omp_get_max_threads() : 1, [&](index_t p) {
     const index_t width = std::min(kPanel, b.cols - p * kPanel);
     Scalar* dst = out + p * K * kPanel;
 #ifdef GATECELL_X86_AVX2
     if constexpr (std::is_same_v<Scalar, float>) {
       if (b.rs == 1 && width == kPanel) {
         pack_panel_transposed(b.data + p * kPanel * b.cs, b.cs, K, dst);
-        continue;
+        return;
       }
     }
 #endif
@@ -140,7 +139,7 @@ void PackedMatrix<Scalar>::pack_panels(const MatView<Scalar>& b, Scalar* out) {
       for (index_t j = 0; j < width; ++j) dst[k * kPanel + j] = src[j * b.cs];
       for (index_t j = width; j < kPanel; ++j) dst[k * kPanel + j] = Scalar(0);
     }
-  }
+  });
 }
 
 #ifdef GATECELL_X86_AVX2
@@ -450,22 +449,15 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
   };
   using Clock = std::chrono::steady_clock;
   const double macs = static_cast<double>(M) * K * cols;
-  const bool parallel = macs >= kParallelMacs && P > 1 && omp_get_max_threads() > 1 && !omp_in_parallel() &&
-                        !gemm_pause.active();
+  const int threads = static_cast<int>(std::min<index_t>(omp_get_max_threads(), P));
+  const bool parallel = macs >= kParallelMacs && threads > 1 && !in_parallel() && !gemm_pause.active();
   if (!parallel) {
     run(0, P);
     return;
   }
   const Clock::time_point start = Clock::now();
-  int threads = 1;
-  TeamExit exit;
-#pragma omp parallel
-  {
-    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-    if (id == 0) threads = nt;
-    run(P * id / nt, P * (id + 1) / nt);
-    exit.arrive(id, nt);
-  }
+  // One range of panels per thread; the calling thread takes a range no helper has started.
+  run_shared(threads, threads, [&](index_t id) { run(P * id / threads, P * (id + 1) / threads); });
   const double took = std::chrono::duration<double>(Clock::now() - start).count();
   if (took > kStallFactor * macs / (kSerialMacRate * threads) + kStallSlack) gemm_pause.stalled();
   else gemm_pause.ran_smoothly();

@@ -37,7 +37,7 @@ void gru_direction_forward(const DirectionForward<Scalar>& a) {
   const auto w_hn_kept = lbr ? w_hh_kept : kept_pack(a.packs, MatView<Scalar>{a.w.w_hh + 2 * H * H, H, H, 1, H});
   const PackedMatrix<Scalar>&w_hh_t = *w_hh_kept, &w_hn_t = *w_hn_kept;  // w_hn_t: read in the original form only
 
-  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     auto gates = window.rows(n0, n1);
     std::vector<Scalar> h, rh(lbr ? 0 : nb * H, Scalar(0));
@@ -116,7 +116,7 @@ void gru_direction_backward(const DirectionBackward<Scalar>& a) {
   if (!lbr) w_hn_p.pack(rows_view(a.w.w_hh + 2 * H * H, H, H, H));
 
   // The dh recurrence of rows n needs only rows n: each thread carries its own block.
-  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     std::vector<Scalar> dh, dh_direct(nb * H), dh_next(nb * H), drh(lbr ? 0 : nb * H);
     load_state(a.dh_n, H, n0, n1, dh);

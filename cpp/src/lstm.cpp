@@ -37,7 +37,7 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
   const auto w_hr_kept = proj ? kept_pack(a.packs, MatView<Scalar>{a.w.w_hr, H, P, 1, H}) : w_hh_kept;
   const PackedMatrix<Scalar>&w_hh_t = *w_hh_kept, &w_hr_t = *w_hr_kept;  // w_hr_t: read with proj only
 
-  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     auto gates = window.rows(n0, n1);
     std::vector<Scalar> h, h_next(nb * P), c, c_next(nb * H), m(proj ? nb * H : 0);
@@ -119,7 +119,7 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
   if (proj) w_hr_p.pack(rows_view(a.w.w_hr, P, H, H));
 
   // The dh and dc recurrences of rows n need only rows n: each thread carries its own block.
-  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     std::vector<Scalar> dh, dc, dh_next(nb * P), dm(proj ? nb * H : 0);
     load_state(a.dh_n, P, n0, n1, dh);

@@ -15,6 +15,7 @@
 
 #include "detail/batch_split.hpp"
 #include "detail/direction.hpp"
+#include "detail/pool.hpp"
 #include "detail/step.hpp"
 #include "detail/variants.hpp"
 
@@ -115,21 +116,7 @@ void make_mask(std::vector<Scalar>& mask, index_t size, double p, std::uint64_t 
 // each, which gives the same results: see detail/gemm.hpp).
 template <typename Body>
 void for_each_direction(index_t D, const Body& body) {
-  if (D == 1 || omp_get_max_threads() < 2 || omp_in_parallel()) {
-    for (index_t d = 0; d < D; ++d) body(d);
-    return;
-  }
-  std::exception_ptr error[2];
-#pragma omp parallel for num_threads(2) schedule(static, 1)
-  for (index_t d = 0; d < 2; ++d) {
-    try {
-      body(d);
-    } catch (...) {
-      error[d] = std::current_exception();
-    }
-  }
-  for (const auto& e : error)
-    if (e) std::rethrow_exception(e);
+  detail::run_shared(D, D == 2 ? omp_get_max_threads() : 1, [&](index_t d) { body(d); });
 }
 
 void check_lengths(const index_t* lengths, const SequenceShape& shape) {

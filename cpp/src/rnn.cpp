@@ -29,7 +29,7 @@ void rnn_direction_forward(const DirectionForward<Scalar>& a) {
   const auto w_hh_kept = kept_pack(a.packs, MatView<Scalar>{a.w.w_hh, H, H, 1, H});
   const PackedMatrix<Scalar>& w_hh_t = *w_hh_kept;
 
-  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     auto gates = window.rows(n0, n1);
     std::vector<Scalar> h;
@@ -72,7 +72,7 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
   w_hh_p.pack(rows_view(a.w.w_hh, H, H, H));
 
   // The dh recurrence of rows n needs only rows n: each thread carries its own block.
-  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     std::vector<Scalar> dh, dh_next(nb * H);
     load_state(a.dh_n, H, n0, n1, dh);

@@ -27,6 +27,7 @@
 #include <type_traits>
 
 #include "detail/activations.hpp"
+#include "detail/pool.hpp"
 #include "detail/simd.hpp"
 #include "detail/simd_avx2.hpp"
 #include "detail/team.hpp"
@@ -552,7 +553,7 @@ void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool a
 // slices whose row groups are at least kMinPanel rows, summed in one chain per row as unsplit.
 template <typename Scalar>
 int unit_team(const CellShape& s) {
-  if (omp_in_parallel() || !gemm_rows_independent<Scalar>() || s.projected()) return 1;
+  if (in_parallel() || !gemm_rows_independent<Scalar>() || s.projected()) return 1;
   if (s.kind == CellKind::gru && !s.linear_before_reset) return 1;
   if (split_pause().active()) return 1;
   const index_t columns = s.P + (s.x_ahead ? 0 : s.in);
@@ -679,7 +680,7 @@ void step_direction_forward(const DirectionForward<Scalar>& a) {
   if (!s.x_ahead) {
     for (index_t k = 0; k < T; ++k) run(k, nullptr);
   } else {
-    const bool ahead = T >= 2 * kPipeSteps && omp_get_max_threads() >= 2 && !omp_in_parallel() &&
+    const bool ahead = T >= 2 * kPipeSteps && omp_get_max_threads() >= 2 && !in_parallel() &&
                        gemm_rows_independent<Scalar>();
     windowed_steps(a, config.gates() * s.H, ahead, run);
   }

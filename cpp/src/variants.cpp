@@ -75,7 +75,7 @@ void rnn_variant_forward(const DirectionForward<Scalar>& a) {
   w_hh_t.pack({a.w.w_hh, H, H, 1, H});
 
   // Each thread of the team carries the batch rows [n0, n1) through every step (see row_team).
-  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     auto gates = window.rows(n0, n1);
     std::vector<Scalar> h, hp(nb * H);
@@ -117,7 +117,7 @@ void rnn_variant_backward(const DirectionBackward<Scalar>& a) {
   w_hh_p.pack(rows_view(a.w.w_hh, H, H, H));
 
   // The dh recurrence of rows n needs only rows n: each thread carries its own block.
-  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     std::vector<Scalar> dh, dh_next(nb * H);
     load_state(a.dh_n, H, n0, n1, dh);
@@ -165,7 +165,7 @@ void gru_variant_forward(const DirectionForward<Scalar>& a) {
   if (!lbr) w_hn_t.pack({a.w.w_hh + 2 * H * H, H, H, 1, H});
 
   // Each thread of the team carries the batch rows [n0, n1) through every step (see row_team).
-  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     auto gates = window.rows(n0, n1);
     std::vector<Scalar> h, hp(nb * G), rh(lbr ? 0 : nb * H, Scalar(0));
@@ -245,7 +245,7 @@ void gru_variant_backward(const DirectionBackward<Scalar>& a) {
   if (!lbr) w_hn_p.pack(rows_view(a.w.w_hh + 2 * H * H, H, H, H));
 
   // The dh recurrence of rows n needs only rows n: each thread carries its own block.
-  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     std::vector<Scalar> dh, dh_direct(nb * H), dh_next(nb * H), drh(lbr ? 0 : nb * H);
     load_state(a.dh_n, H, n0, n1, dh);
@@ -346,7 +346,7 @@ void lstm_variant_forward(const DirectionForward<Scalar>& a) {
   if (proj) w_hr_t.pack({a.w.w_hr, H, P, 1, H});
 
   // Each thread of the team carries the batch rows [n0, n1) through every step (see row_team).
-  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     auto gates = window.rows(n0, n1);
     std::vector<Scalar> h, h_next(nb * P), c, c_next(nb * H), hp(nb * G), m(proj ? nb * H : 0);
@@ -427,7 +427,7 @@ void lstm_variant_backward(const DirectionBackward<Scalar>& a) {
   if (proj) w_hr_p.pack(rows_view(a.w.w_hr, P, H, H));
 
   // The dh and dc recurrences of rows n need only rows n: each thread carries its own block.
-  for_each_row_block(N, row_team<Scalar>(N), [&](index_t n0, index_t n1) {
+  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     std::vector<Scalar> dh, dc, dh_next(nb * P), dm(proj ? nb * H : 0);
     std::vector<Scalar> work(3 * H);  // h(c), the gradient of m, the gradient of c (one batch row)

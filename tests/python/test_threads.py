@@ -17,6 +17,12 @@ CASES = [
     ("GRU", dict(linear_before_reset=False, num_layers=2), 5, 33, 16, 128),
     ("RNN", dict(), 8, 64, 40, 257),
     ("RNN", dict(nonlinearity="relu", bidirectional=True, batch_first=True), 6, 3, 9, 31),
+    # Small weights: a thread may carry a single batch row (row_team).
+    ("LSTM", dict(), 9, 2, 6, 20),
+    ("LSTM", dict(proj_size=5), 6, 3, 8, 16),
+    ("GRU", dict(linear_before_reset=False), 7, 3, 5, 24),
+    ("GRU", dict(num_layers=2), 5, 5, 4, 40),
+    ("RNN", dict(nonlinearity="relu"), 8, 5, 7, 33),
 ]
 
 

@@ -50,7 +50,9 @@ bool wait_until(const Ready& ready, const std::atomic<bool>& failed, double* wai
   return true;
 }
 
-// The end of a parallel region: every thread arrives, and the first one then waits for the others
+// The end of an OpenMP region that needs its whole team (the batch-1 window helper; work that
+// can run without a late helper uses run_shared, detail/pool.hpp instead): every thread arrives,
+// and the first one then waits for the others
 // through wait_until. libgomp's closing barrier spins for milliseconds instead, while a helper woken
 // from sleep (after an idle pause) may still be queued behind the first thread on its core, and
 // runs only once that thread yields: a 0.5 ms batch-1 call at 2 threads took 4 ms here, a
