@@ -85,6 +85,7 @@ template <typename Scalar>
 Tensor<Scalar>& Network<Scalar>::parameter(const std::string& name) {
   auto it = params_.find(name);
   if (it == params_.end()) throw ShapeError("parameter: no parameter called '" + name + "'");
+  weights_changed();
   return it->second;
 }
 
@@ -134,8 +135,14 @@ SequenceOutput<Scalar> Network<Scalar>::forward(const std::vector<Scalar>& x, in
   network_forward<Scalar>(config_, layer_weights(), SequenceShape{steps, batch, batch_first_}, x.data(),
                           data_or_null(lengths), data_or_null(h0), data_or_null(c0), out.y.data(),
                           out.h_n.data(), config_.has_cell_state() ? out.c_n.data() : nullptr,
-                          training_ ? &cache_ : nullptr, seed_ + 0x632BE59BD9B4E019ull * calls_);
+                          training_ ? &cache_ : nullptr, seed_ + 0x632BE59BD9B4E019ull * calls_, packs_.store.get());
   return out;
+}
+
+template <typename Scalar>
+void Network<Scalar>::keep_packed_weights(bool keep) {
+  if (keep && packs_.store == nullptr) packs_.store = std::make_unique<WeightPacks<Scalar>>();
+  if (!keep) packs_.store.reset();
 }
 
 template <typename Scalar>

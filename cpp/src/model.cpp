@@ -41,6 +41,12 @@ bool Model<Scalar>::reduces_steps() const {
 }
 
 template <typename Scalar>
+void Model<Scalar>::keep_packed_weights(bool keep) {
+  for (ModelChild<Scalar>& c : children_)
+    if (c.network != nullptr) c.network->keep_packed_weights(keep);
+}
+
+template <typename Scalar>
 std::vector<Scalar> Model<Scalar>::forward(const std::vector<Scalar>& x, index_t steps, index_t batch,
                                            const std::vector<index_t>& lengths) {
   if (steps < 1 || batch < 0) throw ShapeError("forward: steps must be >= 1 and batch >= 0");

@@ -150,3 +150,60 @@ TEST_CASE("backward matches finite differences (double, every kind, two layers)"
     }
   }
 }
+
+// keep_packed_weights: repeat calls reuse what the first packed and give the same bits as a
+// network that packs at every call; writes through parameters() or parameter(), and
+// weights_changed() after a write through an old reference, are followed; Model forwards the switch.
+TEST_CASE_TEMPLATE("kept packed weights give the same results and follow weight changes", Scalar, float, double) {
+  for (const gatecell::NetworkConfig& c : gatecell_test::config_grid(19, 24, true)) {
+    for (index_t N : {1, 3, 6}) {
+      CAPTURE(static_cast<int>(c.kind));
+      CAPTURE(c.num_layers);
+      CAPTURE(N);
+      const index_t T = 5;
+      gatecell::Network<Scalar> kept(c, false, 7), fresh(c, false, 7);
+      kept.keep_packed_weights(true);
+      CHECK(kept.keeps_packed_weights());
+      const auto x = gatecell_test::random_vector<Scalar>(T * N * c.input_size, 3);
+      auto same = [&] {
+        fresh.parameters() = std::as_const(kept).parameters();
+        const auto a = kept.forward(x, T, N), b = fresh.forward(x, T, N);
+        return a.y == b.y && a.h_n == b.h_n && a.c_n == b.c_n;
+      };
+      CHECK(same());
+      const std::uint64_t made = kept.packed_weights()->made();
+      CHECK(made > 0);
+      CHECK(same());
+      CHECK(kept.packed_weights()->made() == made);  // nothing packed again
+
+      kept.parameters()["weight_hh_l0"].data[1] += Scalar(0.5);
+      CHECK(same());
+      kept.parameter("weight_ih_l0").data[2] -= Scalar(0.25);
+      CHECK(same());
+      gatecell::Tensor<Scalar>& held = kept.parameter("weight_hh_l0");
+      CHECK(same());
+      held.data[0] = Scalar(2);  // through a reference from before the last call
+      kept.weights_changed();
+      CHECK(same());
+      kept.keep_packed_weights(false);
+      CHECK(kept.packed_weights() == nullptr);
+      CHECK(same());
+    }
+  }
+}
+
+TEST_CASE("a copy of a network that keeps packed weights keeps its own") {
+  gatecell::Network<float> net(gatecell_test::config_grid(33, 40, false)[4], false, 2);  // LSTM
+  net.keep_packed_weights(true);
+  const auto x = gatecell_test::random_vector<float>(4 * 2 * 33, 5);
+  const auto y = net.forward(x, 4, 2).y;
+  gatecell::Network<float> copy = net;
+  REQUIRE(copy.packed_weights() != nullptr);
+  CHECK(copy.packed_weights() != net.packed_weights());
+  CHECK(copy.packed_weights()->size() == 0);
+  copy.parameters()["weight_ih_l0"].data[0] += 1.0f;
+  CHECK(net.forward(x, 4, 2).y == y);
+  CHECK(copy.forward(x, 4, 2).y != y);
+  gatecell::Model<float> model;
+  model.keep_packed_weights(true);  // no children: nothing to do
+}

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -51,12 +52,31 @@ class Network {
 
   const NetworkConfig& config() const { return config_; }
   bool batch_first() const { return batch_first_; }
-  // Live parameters and gradients (same keys and shapes); update them in place.
-  ParameterMap<Scalar>& parameters() { return params_; }
+  // Live parameters and gradients (same keys and shapes); update them in place. The non-const
+  // accessors drop the weights kept packed (keep_packed_weights).
+  ParameterMap<Scalar>& parameters() {
+    weights_changed();
+    return params_;
+  }
   const ParameterMap<Scalar>& parameters() const { return params_; }
   ParameterMap<Scalar>& grads() { return grads_; }
   // The parameter called `name`; throws ShapeError for an unknown name.
   Tensor<Scalar>& parameter(const std::string& name);
+
+  // Keeps the weights packed for the kernels from one forward call to the next (off at first),
+  // instead of packing them at every call: a quarter of a short call's time for H = 512, more for
+  // a single step. While on, forward assumes that the parameters have not changed since the call
+  // before. parameters() and parameter() (non-const) drop what is kept, which covers a change made
+  // through the reference they return before the next call; after writing through a reference
+  // kept from earlier, call weights_changed().
+  void keep_packed_weights(bool keep);
+  bool keeps_packed_weights() const { return packs_.store != nullptr; }
+  // Drops the weights kept packed (if any): the next forward packs them again.
+  void weights_changed() {
+    if (packs_.store != nullptr) packs_.store->clear();
+  }
+  // The weights kept packed, or null when keep_packed_weights is off (tests count what it made).
+  const WeightPacks<Scalar>* packed_weights() const { return packs_.store.get(); }
   // Training mode keeps what backward needs and applies dropout; eval mode saves nothing.
   void train(bool mode = true) { training_ = mode; }
   void eval() { train(false); }
@@ -90,6 +110,18 @@ class Network {
   std::vector<std::vector<std::string>> entries_;  // [L*D] names of w_ih, w_hh, b_ih, b_hh, w_hr, w_peep ("" if absent)
   NetworkCache<Scalar> cache_;
   std::vector<Scalar> x_saved_;
+  // Null unless keep_packed_weights(true); a copy keeps its own (empty at first) if the original does.
+  struct KeptPacks {
+    std::unique_ptr<WeightPacks<Scalar>> store;
+    KeptPacks() = default;
+    KeptPacks(const KeptPacks& o) : store(o.store != nullptr ? std::make_unique<WeightPacks<Scalar>>() : nullptr) {}
+    KeptPacks& operator=(const KeptPacks& o) {
+      store = o.store != nullptr ? std::make_unique<WeightPacks<Scalar>>() : nullptr;
+      return *this;
+    }
+    KeptPacks(KeptPacks&&) noexcept = default;
+    KeptPacks& operator=(KeptPacks&&) noexcept = default;
+  } packs_;
 };
 
 // y = x W^T + b on the last axis, like torch.nn.Linear (weight [out, in], bias [out]).

@@ -78,6 +78,10 @@ class Model {
   std::vector<Scalar> forward(const std::vector<Scalar>& x, index_t steps, index_t batch,
                               const std::vector<index_t>& lengths = {});
 
+  // Keeps every recurrent child's weights packed from one forward call to the next (off at
+  // first; see Network::keep_packed_weights): for a deployed model whose weights stay as loaded.
+  void keep_packed_weights(bool keep);
+
   // A streaming runner (with its own copy of the weights) for `batch` sequences at once.
   Stream<Scalar> stream(index_t batch = 1) const;
 
