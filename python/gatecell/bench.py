@@ -8,9 +8,12 @@ not take a core from the next framework timed: with 2 cores, one spinning strang
 2-thread run. OpenMP teams (gatecell, PyTorch) settle within milliseconds; ONNX Runtime's pool
 spins for about 0.1 s after a call (measured here), hence its longer pause. Since a pause leaves
 caches, thread teams and the core's clock cold (after 0.15 s idle, one untimed 0.7 ms call still
-left the next one 25% slow here; 3 ms of calls did not), each timed call follows untimed calls of
-the same framework for at least WARM_SECONDS, and the order of the frameworks turns by one every
-round, so that none always follows the longest pause. Inference compares gatecell with PyTorch
+left the next one 25% slow here; and the second core took longer to come back: within 5 ms of
+0.2 ms calls, a 2-thread gatecell call's helper thread joined 4 calls in 10, where 20 ms of calls
+brought it back to every call), each timed call follows untimed calls of the same framework for
+at least WARM_SECONDS, and the order of the frameworks turns by one every round, so that none
+always follows the longest pause (ONNX Runtime, whose pause the next framework follows, never
+follows it itself: a warm-up too short would favour it). Inference compares gatecell with PyTorch
 and ONNX Runtime; a training step (forward in training mode, backward with every gradient)
 with PyTorch. A large SGEMM measured at the start gives the machine's ceiling, so each result
 is also shown as a share of what the CPU can do. Results go to the terminal, a JSON file and a
@@ -281,7 +284,7 @@ def onnx_model(cfg: Config, state: Dict[str, np.ndarray], onnx):
 SETTLE_SECONDS = {"onnxruntime": 0.15}
 SETTLE_DEFAULT = 0.01
 # Untimed calls before each timed one, for at least this long (and at least one call).
-WARM_SECONDS = 0.005
+WARM_SECONDS = 0.02
 
 
 def time_alternating(calls: Dict[str, Callable[[], object]], budget: float, min_rounds: int,
