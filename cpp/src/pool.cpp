@@ -42,9 +42,11 @@ inline void pause_once() {
 #endif
 }
 
-// One run_shared call: the items, who may still join, and the first error.
+// One run_shared or run_team call: the items (a team's members), who may still join, and the
+// first error.
 struct Job {
   void (*body)(const void*, index_t) = nullptr;
+  void (*member)(const void*, index_t, index_t) = nullptr;  // a team's body, or null
   const void* context = nullptr;
   index_t items = 0;
   std::atomic<index_t> next{0};  // the next item to claim
@@ -53,20 +55,22 @@ struct Job {
   std::mutex error_mutex;
   std::exception_ptr error;
 
-  // Claims and runs items until none is left, or until one failed.
+  // Claims and runs items until none is left, or until one failed; a team's member claims one.
   void work() {
     const bool outer = running_item;
     running_item = true;
-    while (!failed.load(std::memory_order_relaxed)) {
+    while (member != nullptr || !failed.load(std::memory_order_relaxed)) {
       const index_t item = next.fetch_add(1, std::memory_order_relaxed);
       if (item >= items) break;
       try {
-        body(context, item);
+        if (member != nullptr) member(context, item, items);
+        else body(context, item);
       } catch (...) {
         const std::lock_guard<std::mutex> lock(error_mutex);
         if (!error) error = std::current_exception();
         failed.store(true, std::memory_order_relaxed);
       }
+      if (member != nullptr) break;
     }
     running_item = outer;
   }
@@ -75,27 +79,38 @@ struct Job {
 class Pool {
  public:
   // Runs `job` on the calling thread and on up to `helpers` helpers, and returns once every item
-  // claimed has run; false (nothing run) when another thread's run holds the pool.
+  // claimed has run; false (nothing run) when another thread's run holds the pool. A team's job
+  // (job.member) gets as many members as there are helpers to run them, and returns once every
+  // member has run.
   bool run(Job& job, int helpers) {
     const std::unique_lock<std::mutex> turn(turn_, std::try_to_lock);
     if (!turn.owns_lock()) return false;
     try {
-      for (; started_ < helpers; ++started_) std::thread([this] { serve(); }).detach();
+      // A new helper starts from the epoch before this run's, so that it joins this run (a team
+      // waits for it) however late it starts.
+      const std::uint64_t before = epoch_.load();
+      for (; started_ < helpers; ++started_) std::thread([this, before] { serve(before); }).detach();
     } catch (const std::system_error&) {
       // No more threads to be had: the ones started share the work.
     }
-    job.seats.store(std::min(helpers, started_), std::memory_order_relaxed);
+    helpers = std::min(helpers, started_);
+    if (job.member != nullptr) job.items = std::min<index_t>(job.items, helpers + 1);
+    job.seats.store(helpers, std::memory_order_relaxed);
     // The stores and loads between job_/active_ and epoch_/sleepers_ are sequentially consistent:
     // a helper that counts itself active either sees this job or sees it closed (and the caller
     // then sees it active and waits); a helper going to sleep either sees the new epoch or is seen
     // sleeping and woken.
     job_.store(&job);
-    epoch_.fetch_add(1);
-    if (sleepers_.load() > 0) {
-      const std::lock_guard<std::mutex> lock(sleep_mutex_);
-      wake_.notify_all();
-    }
+    wake_helpers();
     job.work();
+    // A team's members all run, each on its own thread: every helper seat is taken before closing.
+    // Waiting long, the call starts a new epoch now and then, so that no helper could sleep through
+    // the one this run started.
+    for (long spins = 1; job.member != nullptr && job.next.load(std::memory_order_relaxed) < job.items; ++spins) {
+      pause_once();
+      if (spins > kCallerSpins) std::this_thread::yield();
+      if (spins % kCallerSpins == 0) wake_helpers();
+    }
     job_.store(nullptr);
     for (long spins = 1; active_.load() != 0; ++spins) {
       pause_once();
@@ -105,8 +120,16 @@ class Pool {
   }
 
  private:
-  void serve() {
-    std::uint64_t seen = epoch_.load();
+  // Starts a new epoch (after job_ is set) and wakes the helpers asleep.
+  void wake_helpers() {
+    epoch_.fetch_add(1);
+    if (sleepers_.load() > 0) {
+      const std::lock_guard<std::mutex> lock(sleep_mutex_);
+      wake_.notify_all();
+    }
+  }
+
+  void serve(std::uint64_t seen) {
     for (;;) {
       for (long spins = 0; epoch_.load(std::memory_order_acquire) == seen; ++spins) {
         if (spins < kPauseSpins) {
@@ -176,6 +199,20 @@ void run_shared_items(index_t items, int threads, void (*body)(const void*, inde
     }
   }
   for (index_t item = 0; item < items; ++item) body(context, item);
+}
+
+void run_team_members(int team, void (*body)(const void*, index_t, index_t), const void* context) {
+  if (team > 1 && !in_parallel()) {
+    Job job;
+    job.member = body;
+    job.context = context;
+    job.items = team;
+    if (pool().run(job, team - 1)) {
+      if (job.error) std::rethrow_exception(job.error);
+      return;
+    }
+  }
+  body(context, 0, 1);
 }
 
 }  // namespace gatecell::detail

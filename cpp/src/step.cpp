@@ -482,9 +482,9 @@ void window_of(const DirectionForward<Scalar>& a, index_t w, index_t& t_lo, inde
 // The steps of one direction over a batch-1 sequence, with the input projections made by one GEMM
 // per window of kPipeSteps steps (x W_ih^T + b_ih; small windows keep the projections, W_hh and
 // W_ih in L2 together). With `ahead`, a second thread projects the coming windows into two
-// alternating buffers while the calling thread runs the steps. The calling thread never waits:
-// a window the helper has not delivered yet (at the start, or when the helper is descheduled on a
-// busy machine) it projects itself into a buffer of its own. Each projected row is the same
+// alternating buffers while the first runs the steps (two items of run_shared). The steps never
+// wait: a window the projecting thread has not delivered yet (at the start, or when that thread
+// is late or descheduled on a busy machine) the stepping thread projects into a buffer of its own. Each projected row is the same
 // whoever computes it and in whichever window (gemm_rows_independent), so the results equal the
 // single-threaded path's bit for bit.
 // run(k, x_gates): step k of the direction's order, with its projections.
@@ -518,33 +518,29 @@ void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool a
     }
   };
   if (!ahead) return steps();
+  // Item 0 runs the steps, item 1 projects windows ahead of them; the calling thread runs item 1
+  // too if no helper has started it by then, and finds every window done.
   std::atomic<bool> failed{false};
-  std::exception_ptr error;
-  TeamExit exit;
-#pragma omp parallel num_threads(2)
-  {
-    try {
-      if (omp_get_thread_num() == 1) {
-        for (index_t w = 1; w < windows; ++w) {
-          // Buffer w % 2 held window w - 2: free once the calling thread is past it. Windows
-          // the calling thread has reached already are skipped.
-          if (!wait_until([&] { return consumed.load(std::memory_order_acquire) >= w - 1; }, failed)) break;
-          w = std::max(w, consumed.load(std::memory_order_acquire) + 1);
-          if (w >= windows) break;
-          project(w, buffers.data() + (w % 2) * span);
-          holds[w % 2].store(w, std::memory_order_release);
-        }
-      } else {
+  run_shared(2, 2, [&](index_t item) {
+    if (item == 0) {
+      try {
         steps();
+      } catch (...) {
+        failed.store(true, std::memory_order_release);
+        throw;
       }
-    } catch (...) {
-#pragma omp critical(gatecell_pipeline_error)
-      if (!error) error = std::current_exception();
-      failed.store(true, std::memory_order_release);
+      return;
     }
-    exit.arrive(omp_get_thread_num(), omp_get_num_threads());  // a late helper finds every window done
-  }
-  if (error) std::rethrow_exception(error);
+    for (index_t w = 1; w < windows; ++w) {
+      // Buffer w % 2 held window w - 2: free once the steps are past it. Windows the steps have
+      // reached already are skipped.
+      if (!wait_until([&] { return consumed.load(std::memory_order_acquire) >= w - 1; }, failed)) break;
+      w = std::max(w, consumed.load(std::memory_order_acquire) + 1);
+      if (w >= windows) break;
+      project(w, buffers.data() + (w % 2) * span);
+      holds[w % 2].store(w, std::memory_order_release);
+    }
+  });
 }
 
 // Threads that share each step of a batch-1 direction by units (1: no split). Only where every

@@ -2,12 +2,16 @@
 // run_shared (detail/pool.hpp): every item runs exactly once at any thread count, from any number
 // of calling threads at once; an item's exception reaches the caller and the pool goes on; work
 // inside an item stays on its thread; a child process made by fork gets a pool of its own.
+// run_team: every member runs at the same time as the others, each on its own thread.
 
 #include <doctest/doctest.h>
 #include <omp.h>
 
 #include <atomic>
+#include <chrono>
+#include <set>
 #include <stdexcept>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -23,6 +27,33 @@ namespace {
 using gatecell::index_t;
 using gatecell::detail::in_parallel;
 using gatecell::detail::run_shared;
+using gatecell::detail::run_team;
+
+// Runs a team of `team` whose members each wait (up to 10 s) until all have arrived; true if they
+// all did, each on its own thread, and the team had `team` members.
+bool team_meets(int team) {
+  std::atomic<int> arrived{0}, sizes_ok{0};
+  std::mutex ids_mutex;
+  std::set<std::thread::id> threads;
+  std::atomic<bool> timed_out{false};
+  run_team(team, [&](index_t, index_t size) {
+    if (size == team) sizes_ok.fetch_add(1);
+    {
+      const std::lock_guard<std::mutex> lock(ids_mutex);
+      threads.insert(std::this_thread::get_id());
+    }
+    arrived.fetch_add(1);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (arrived.load() < size) {
+      if (std::chrono::steady_clock::now() > until) {
+        timed_out.store(true);
+        return;
+      }
+      std::this_thread::yield();
+    }
+  });
+  return !timed_out.load() && sizes_ok.load() == team && static_cast<int>(threads.size()) == team;
+}
 
 // Runs `rounds` runs of `items` items at `threads` threads; true if each item ran once per run.
 bool each_item_once(index_t items, int threads, int rounds) {
@@ -92,12 +123,32 @@ TEST_CASE("work inside an item stays on its thread") {
   CHECK(in_region >= 1);
 }
 
+TEST_CASE("run_team runs its members at the same time, each on its own thread") {
+  for (int round = 0; round < 100; ++round) {
+    CAPTURE(round);
+    REQUIRE(team_meets(2));
+    REQUIRE(team_meets(3));
+    CHECK(each_item_once(5, 2, 1));  // shared runs between teams
+  }
+  int size_inside = 0;
+  run_shared(2, 2, [&](index_t item) {
+    if (item == 0) run_team(2, [&](index_t, index_t size) { size_inside = static_cast<int>(size); });
+  });
+  CHECK(size_inside == 1);  // inside an item: a team of one
+  CHECK_THROWS_AS(run_team(2,
+                           [](index_t id, index_t) {
+                             if (id == 1) throw std::runtime_error("member 1");
+                           }),
+                  std::runtime_error);
+  CHECK(team_meets(2));
+}
+
 #if defined(__unix__) || defined(__APPLE__)
 TEST_CASE("a child process made by fork runs items on a pool of its own") {
   CHECK(each_item_once(16, 2, 10));  // the parent's pool has helpers now
   const pid_t child = fork();
   REQUIRE(child >= 0);
-  if (child == 0) _exit(each_item_once(16, 2, 100) ? 0 : 1);
+  if (child == 0) _exit(team_meets(2) && each_item_once(16, 2, 100) ? 0 : 1);  // a team first: its helper starts late
   int status = 0;
   REQUIRE(waitpid(child, &status, 0) == child);
   CHECK(WIFEXITED(status));

@@ -32,4 +32,21 @@ void run_shared(index_t items, int threads, const Body& body) {
       items, threads, [](const void* context, index_t item) { (*static_cast<const Body*>(context))(item); }, &body);
 }
 
+// Runs body(context, id, team) for every id in [0, team) at the same time, each on a thread of its
+// own (the calling thread and team - 1 helpers of the pool), for work whose threads wait for one
+// another (a barrier per step); a helper that wakes late is waited for. The team is smaller when
+// fewer helpers can be had, and 1 (body(context, 0, 1) on the calling thread) inside
+// in_parallel() or when another thread's run holds the pool. The first exception a member threw
+// is rethrown once every member has returned.
+void run_team_members(int team, void (*body)(const void*, index_t, index_t), const void* context);
+
+// run_team_members for any callable body(id, team).
+template <typename Body>
+void run_team(int team, const Body& body) {
+  run_team_members(
+      team,
+      [](const void* context, index_t id, index_t size) { (*static_cast<const Body*>(context))(id, size); },
+      &body);
+}
+
 }  // namespace gatecell::detail

@@ -5,17 +5,18 @@
 // the threads meet at a barrier after every step, because the next step reads the whole h.
 // Used by batch-1 inference (step.cpp) and small-batch inference (batch_split.cpp).
 
-#include <omp.h>
 
 #include <atomic>
 #include <chrono>
 #include <exception>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
+#include "detail/pool.hpp"
 #include "detail/simd_avx2.hpp"
 #include "detail/stall.hpp"
 #include "gatecell/shapes.hpp"
@@ -49,27 +50,6 @@ bool wait_until(const Ready& ready, const std::atomic<bool>& failed, double* wai
   }
   return true;
 }
-
-// The end of an OpenMP region that needs its whole team (the batch-1 window helper; work that
-// can run without a late helper uses run_shared, detail/pool.hpp instead): every thread arrives,
-// and the first one then waits for the others
-// through wait_until. libgomp's closing barrier spins for milliseconds instead, while a helper woken
-// from sleep (after an idle pause) may still be queued behind the first thread on its core, and
-// runs only once that thread yields: a 0.5 ms batch-1 call at 2 threads took 4 ms here, a
-// scheduler tick, in most bench rounds that followed another framework's pause.
-class TeamExit {
- public:
-  // After the thread's last work in the region, exceptions caught: a thread that does not arrive
-  // keeps the first one waiting.
-  void arrive(int id, int threads) {
-    arrived_.fetch_add(1, std::memory_order_acq_rel);
-    if (id == 0) wait_until([&] { return arrived_.load(std::memory_order_acquire) >= threads; }, never_);
-  }
-
- private:
-  std::atomic<int> arrived_{0};
-  const std::atomic<bool> never_{false};
-};
 
 // A barrier for the threads of one parallel region that spins, then yields, and tells a wait
 // that lasted long (another thread, on a busy machine, lost its core) from a short one.
@@ -133,13 +113,14 @@ inline index_t slice_start(index_t H, index_t id, index_t nt, index_t align = 8)
 // times the waiting thread's own work in the step.
 constexpr double kSlowSteps = 4;
 
-// Runs `steps` steps on a team of `team` threads. Thread id makes its slice (make(id, nt), on its
+// Runs `steps` steps on a team of `team` threads (run_team: the calling thread and helpers of the
+// pool; fewer when fewer can be had, nt below). Thread id makes its slice (make(id, nt), on its
 // own thread, so that the slice's pages land in its cache), then runs slice->step(k) for every k
 // and waits at a barrier after each step the slice ran (step returns false for a step it skipped,
 // which every slice skips alike). When a thread has waited long twice (another lost its core, on
 // a busy machine), the first thread runs every slice from then on: the team switches at a step
-// all threads agree on (two barriers after the request). Returns the slices (null for threads the
-// runtime did not start); the first exception thrown is rethrown.
+// all threads agree on (two barriers after the request). Returns the slices (null past the team
+// that ran); the first exception thrown is rethrown.
 template <typename Slice, typename Make>
 std::vector<std::unique_ptr<Slice>> run_unit_team(int team, index_t steps, const Make& make) {
   split_team_runs.fetch_add(1, std::memory_order_relaxed);
@@ -148,13 +129,11 @@ std::vector<std::unique_ptr<Slice>> run_unit_team(int team, index_t steps, const
   constexpr index_t kNever = std::numeric_limits<index_t>::max();
   std::atomic<index_t> solo_from{kNever};  // the first step the first thread runs alone
   std::atomic<bool> failed{false};
+  std::mutex error_mutex;
   std::exception_ptr error;
   const double patience_us = split_patience_us.load(std::memory_order_relaxed);
-#pragma omp parallel num_threads(team)
-  {
-    const index_t id = omp_get_thread_num(), nt = omp_get_num_threads();
-#pragma omp single
-    barrier.reset(static_cast<int>(nt));
+  run_team(team, [&](index_t id, index_t nt) {
+    barrier.reset(static_cast<int>(nt));  // every member sets the same size before its first wait
     try {
       slices[id] = make(id, nt);
       if (barrier.wait(failed, patience_us) == SpinBarrier::failed) throw std::runtime_error("split step: failed");
@@ -179,11 +158,11 @@ std::vector<std::unique_ptr<Slice>> run_unit_team(int team, index_t steps, const
         solo = solo_from.load(std::memory_order_acquire);
       }
     } catch (...) {
-#pragma omp critical(gatecell_split_error)
+      const std::lock_guard<std::mutex> lock(error_mutex);
       if (!error) error = std::current_exception();
       failed.store(true, std::memory_order_release);
     }
-  }
+  });
   if (error) std::rethrow_exception(error);
   if (solo_from.load(std::memory_order_relaxed) == kNever) split_pause().ran_smoothly();
   else split_pause().stalled();
