@@ -484,9 +484,9 @@ void window_of(const DirectionForward<Scalar>& a, index_t w, index_t& t_lo, inde
 // W_ih in L2 together). With `ahead`, a second thread projects the coming windows into two
 // alternating buffers while the first runs the steps (two items of run_shared). The steps never
 // wait: a window the projecting thread has not delivered yet (at the start, or when that thread
-// is late or descheduled on a busy machine) the stepping thread projects into a buffer of its own. Each projected row is the same
-// whoever computes it and in whichever window (gemm_rows_independent), so the results equal the
-// single-threaded path's bit for bit.
+// is late or descheduled on a busy machine) the stepping thread projects into a buffer of its
+// own. Each projected row is the same whoever computes it and in whichever window
+// (gemm_rows_independent), so the results equal the single-threaded path's bit for bit.
 // run(k, x_gates): step k of the direction's order, with its projections.
 template <typename Scalar, typename Run>
 void windowed_steps(const DirectionForward<Scalar>& a, index_t gate_rows, bool ahead, const Run& run) {
