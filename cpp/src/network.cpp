@@ -113,10 +113,11 @@ void make_mask(std::vector<Scalar>& mask, index_t size, double p, std::uint64_t 
 
 // Runs body(d) for every direction d. The two directions of a bidirectional layer are
 // independent, so with two threads they run side by side (their GEMMs then run on one thread
-// each, which gives the same results: see detail/gemm.hpp).
+// each, which gives the same results: see detail/gemm.hpp); run_shared never starts more helpers
+// than there are directions beyond the first.
 template <typename Body>
 void for_each_direction(index_t D, const Body& body) {
-  detail::run_shared(D, D == 2 ? omp_get_max_threads() : 1, [&](index_t d) { body(d); });
+  detail::run_shared(D, omp_get_max_threads(), [&](index_t d) { body(d); });
 }
 
 void check_lengths(const index_t* lengths, const SequenceShape& shape) {

@@ -20,7 +20,7 @@
 #include <pthread.h>
 #endif
 
-#include "detail/simd_avx2.hpp"
+#include "detail/spin.hpp"
 
 namespace gatecell::detail {
 namespace {
@@ -33,14 +33,8 @@ thread_local bool running_item = false;  // inside Job::work on this thread
 // another runnable thread on its core (an OpenMP team's) go first.
 constexpr long kPauseSpins = 2048;
 constexpr long kYieldSpins = 1024;
-// Pauses of the calling thread waiting for the helpers' items before it yields between checks.
-constexpr long kCallerSpins = 4096;
 
-inline void pause_once() {
-#ifdef GATECELL_X86_AVX2
-  _mm_pause();  // SSE2: every x86-64 CPU
-#endif
-}
+const std::atomic<bool> never_fails{false};  // the pool's own waits have no other thread to fail
 
 // One run_shared or run_team call: the items (a team's members), who may still join, and the
 // first error.
@@ -106,16 +100,17 @@ class Pool {
     // A team's members all run, each on its own thread: every helper seat is taken before closing.
     // Waiting long, the call starts a new epoch now and then, so that no helper could sleep through
     // the one this run started.
-    for (long spins = 1; job.member != nullptr && job.next.load(std::memory_order_relaxed) < job.items; ++spins) {
-      pause_once();
-      if (spins > kCallerSpins) std::this_thread::yield();
-      if (spins % kCallerSpins == 0) wake_helpers();
+    if (job.member != nullptr) {
+      long checks = 0;
+      wait_until(
+          [&] {
+            if (++checks % kSpinsBeforeYield == 0) wake_helpers();
+            return job.next.load(std::memory_order_relaxed) >= job.items;
+          },
+          never_fails);
     }
     job_.store(nullptr);
-    for (long spins = 1; active_.load() != 0; ++spins) {
-      pause_once();
-      if (spins > kCallerSpins) std::this_thread::yield();
-    }
+    wait_until([&] { return active_.load() == 0; }, never_fails);
     return true;
   }
 
