@@ -72,6 +72,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Sets the number of threads the kernels use (results are bitwise the same for any n).");
   m.def("get_num_threads", &get_num_threads, "The number of threads the kernels use.");
+  m.def("simd_path", &simd_path, "The float kernels this process runs: 'avx512', 'avx2' or 'portable'.");
   m.def("_set_split_patience", &detail::set_split_patience, py::arg("microseconds"),
         "Tests only: how long a thread of a split step waits before it counts as kept waiting.");
   m.def("_split_runs", &detail::split_runs,

@@ -415,8 +415,97 @@ GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index
   }
 }
 
+// ---- AVX-512: a panel is one 16-float register --------------------------------------------
+#define GATECELL_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
+
+// MR rows of C times NP panels, the last `last_width` columns wide: C (+)= A[MR, kc] B[kc, 16 NP],
+// one FMA chain per element in k order (so the same sums as the AVX2 kernels, bit for bit).
+// a: MR values per k (pack_a's group); b: the first panel at this k block, the others
+// panel_stride apart. Up to 24 accumulators of the 32 registers.
+template <int MR, int NP>
+GATECELL_TARGET_AVX512 inline void tile512(index_t kc, const float* a, const float* b, index_t panel_stride,
+                                           float* c, index_t ldc, index_t last_width, bool load_c) {
+  __m512 acc[MR][NP];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (index_t k = 0; k < kc; ++k) {
+    __m512 bv[NP];
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) bv[j] = _mm512_loadu_ps(b + j * panel_stride + k * kPanel);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(a[k * MR + i]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+  const __mmask16 last = static_cast<__mmask16>((1u << last_width) - 1u);
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) {
+      float* dst = c + i * ldc + j * kPanel;
+      const __mmask16 m = j + 1 < NP ? __mmask16(0xFFFF) : last;
+      const __m512 v = load_c ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), acc[i][j]) : acc[i][j];
+      _mm512_mask_storeu_ps(dst, m, v);
+    }
+}
+
+// Panels one tile512 call covers for a group of `rows` rows: eight (one row), six (two) or four
+// (three to six), so that 8 to 24 independent FMA chains are in flight.
+constexpr index_t panels_per_tile512(index_t rows) { return rows == 1 ? 8 : rows == 2 ? 6 : 4; }
+
+template <int MR>
+GATECELL_TARGET_AVX512 void tile512_panels(index_t np, index_t kc, const float* a, const float* b,
+                                           index_t panel_stride, float* c, index_t ldc, index_t last_width,
+                                           bool load_c) {
+  switch (np) {
+    case 8: if constexpr (MR == 1) { tile512<MR, 8>(kc, a, b, panel_stride, c, ldc, last_width, load_c); return; } break;
+    case 7: if constexpr (MR == 1) { tile512<MR, 7>(kc, a, b, panel_stride, c, ldc, last_width, load_c); return; } break;
+    case 6: if constexpr (MR <= 2) { tile512<MR, 6>(kc, a, b, panel_stride, c, ldc, last_width, load_c); return; } break;
+    case 5: if constexpr (MR <= 2) { tile512<MR, 5>(kc, a, b, panel_stride, c, ldc, last_width, load_c); return; } break;
+    case 4: tile512<MR, 4>(kc, a, b, panel_stride, c, ldc, last_width, load_c); return;
+    case 3: tile512<MR, 3>(kc, a, b, panel_stride, c, ldc, last_width, load_c); return;
+    case 2: tile512<MR, 2>(kc, a, b, panel_stride, c, ldc, last_width, load_c); return;
+    default: tile512<MR, 1>(kc, a, b, panel_stride, c, ldc, last_width, load_c); return;
+  }
+  throw std::logic_error("tile512_panels: too many panels for the rows");
+}
+
+// block_avx2 for AVX-512: rows [m0, m1) of C for one k block, panels [p0, p1).
+GATECELL_TARGET_AVX512 void block_avx512(const float* ap, const float* panels, index_t K, index_t cols,
+                                         index_t k0, index_t kc, index_t m0, index_t m1, index_t p0, index_t p1,
+                                         float* c, index_t ldc, bool load_c) {
+  const index_t stride = K * kPanel;
+  const RowGroups groups(m1 - m0);
+  const index_t wide = panels_per_tile512(groups.count > 0 ? groups.size(0) : 1);
+  for (index_t p = p0; p < p1; p += wide) {
+    const index_t np = std::min(wide, p1 - p);
+    const float* b = panels + p * stride + k0 * kPanel;
+    const index_t last_width = std::min(kPanel, cols - (p + np - 1) * kPanel);
+    float* cp = c + p * kPanel;
+    for (index_t g = 0; g < groups.count; ++g) {
+      const index_t m = m0 + groups.start(g), rows = groups.size(g);
+      const float* am = ap + (m - m0) * kc;
+      float* cm = cp + m * ldc;
+      switch (rows) {
+        case 6: tile512_panels<6>(np, kc, am, b, stride, cm, ldc, last_width, load_c); break;
+        case 5: tile512_panels<5>(np, kc, am, b, stride, cm, ldc, last_width, load_c); break;
+        case 4: tile512_panels<4>(np, kc, am, b, stride, cm, ldc, last_width, load_c); break;
+        case 3: tile512_panels<3>(np, kc, am, b, stride, cm, ldc, last_width, load_c); break;
+        case 2: tile512_panels<2>(np, kc, am, b, stride, cm, ldc, last_width, load_c); break;
+        default: tile512_panels<1>(np, kc, am, b, stride, cm, ldc, last_width, load_c); break;
+      }
+    }
+  }
+}
+
 void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, index_t ldc, bool accumulate) {
   const index_t M = a.rows, K = a.cols, cols = b.view().cols, P = panel_count(cols);
+  const bool wide = use_avx512();
+  const auto block = wide ? block_avx512 : block_avx2;
   auto run = [&](index_t p0, index_t p1) {
     // Per thread, grown once and kept: the time loops call this at every step.
     thread_local std::vector<float> a_pack;
@@ -428,11 +517,11 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
       // 16 KiB piece per panel and k block. Every element still sums its k blocks in order.
       for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
         pack_a(a, 0, M, k0, std::min(kDepthBlock, K - k0), a_pack.data() + k0 * M);
-      const index_t chunk = panels_per_call(M);
+      const index_t chunk = wide ? panels_per_tile512(RowGroups(M).size(0)) : panels_per_call(M);
       for (index_t p = p0; p < p1; p += chunk) {
         const index_t q = std::min(p1, p + chunk);
         for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
-          block_avx2(a_pack.data() + k0 * M, b.panels(), K, cols, k0, std::min(kDepthBlock, K - k0), 0, M, p, q, c,
+          block(a_pack.data() + k0 * M, b.panels(), K, cols, k0, std::min(kDepthBlock, K - k0), 0, M, p, q, c,
                      ldc, accumulate || k0 > 0);
       }
       return;
@@ -442,7 +531,7 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
       for (index_t m0 = 0; m0 < M; m0 += kRowBlock) {
         const index_t m1 = std::min(M, m0 + kRowBlock);
         pack_a(a, m0, m1, k0, kc, a_pack.data());
-        block_avx2(a_pack.data(), b.panels(), K, cols, k0, kc, m0, m1, p0, p1, c, ldc, accumulate || k0 > 0);
+        block(a_pack.data(), b.panels(), K, cols, k0, kc, m0, m1, p0, p1, c, ldc, accumulate || k0 > 0);
       }
       if (K == 0) break;
     }

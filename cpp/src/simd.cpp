@@ -24,6 +24,20 @@ bool use_avx2() {
 #endif
 }
 
+bool use_avx512() {
+#ifdef GATECELL_X86_AVX2
+  static const bool yes = [] {
+    const char* env = std::getenv("GATECELL_NO_AVX512");
+    if (env != nullptr && env[0] != '\0' && env[0] != '0') return false;
+    // libgcc's check includes the OS's consent to save the 512-bit registers (XCR0).
+    return use_avx2() && __builtin_cpu_supports("avx512f");
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
+
 #ifdef GATECELL_X86_AVX2
 
 using namespace avx2;

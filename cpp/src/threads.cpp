@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 #include <string>
 
+#include "detail/simd.hpp"
 #include "gatecell/shapes.hpp"
 
 namespace gatecell {
@@ -21,5 +22,7 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads() { return omp_get_max_threads(); }
+
+const char* simd_path() { return detail::use_avx512() ? "avx512" : detail::use_avx2() ? "avx2" : "portable"; }
 
 }  // namespace gatecell

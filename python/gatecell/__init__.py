@@ -21,7 +21,7 @@ from .stream import Stream
 from .training import Trainer, fit
 from . import data, introspect, losses, optim
 
-__all__ = ["__version__", "set_num_threads", "get_num_threads", "Module", "RNN", "LSTM", "GRU", "RNNCell",
+__all__ = ["__version__", "set_num_threads", "get_num_threads", "simd_path", "Module", "RNN", "LSTM", "GRU", "RNNCell",
            "LSTMCell", "GRUCell", "Linear", "module_from_config", "Embedding", "Dropout", "LastStep", "Sequential", "data", "losses", "optim",
            "introspect", "from_torch", "Trainer", "fit", "convert", "onnx", "from_onnx",
            "save", "load", "Stream"]
@@ -38,3 +38,14 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of threads gatecell's kernels use."""
     return _core.get_num_threads()
+
+
+def simd_path() -> str:
+    """The float32 kernels this process runs, chosen once from the CPU.
+
+    "avx512" (16-float GEMM tiles), "avx2" (AVX2 + FMA) or "portable" (any CPU). The two vector
+    paths give bitwise the same results; the portable one agrees to rounding. Setting
+    GATECELL_NO_AVX512=1 in the environment before the first call stops at "avx2", and
+    GATECELL_PORTABLE=1 at "portable".
+    """
+    return _core.simd_path()

@@ -12,6 +12,12 @@ void set_num_threads(int n);
 // The number of threads the kernels of the calling thread use.
 int get_num_threads();
 
+// The float kernels this process runs, chosen once from the CPU: "avx512" (16-float GEMM tiles),
+// "avx2" (AVX2 + FMA) or "portable" (Eigen and scalar code, any CPU). The two vector paths give
+// bitwise the same results. GATECELL_NO_AVX512=1 in the environment stops at "avx2",
+// GATECELL_PORTABLE=1 at "portable".
+const char* simd_path();
+
 namespace detail {
 // Inference with large weights and too few sequences to give each thread its own (batch 1, or a
 // few sequences) splits every step by units over the threads; a thread kept waiting at a step's

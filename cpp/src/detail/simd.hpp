@@ -10,6 +10,10 @@ namespace gatecell::detail {
 
 // True when this CPU has AVX2 and FMA (GATECELL_PORTABLE=1 in the environment forces false).
 bool use_avx2();
+// True when use_avx2() holds and this CPU (and OS) has AVX-512F: the GEMM's 16-float kernels.
+// GATECELL_NO_AVX512=1 in the environment forces false. Results are bitwise those of the AVX2
+// path (the same FMA chains per element, in the same order).
+bool use_avx512();
 
 index_t rnn_row_forward_avx2(float* gate, const float* hp, float* h, index_t H, bool use_relu);
 // b_hh: [4H] or null, added to hp first (see lstm_row_forward).
