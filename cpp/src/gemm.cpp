@@ -7,7 +7,7 @@
 #include "detail/gemm.hpp"
 #include "detail/pool.hpp"
 #include "detail/simd.hpp"
-#include "detail/simd_avx2.hpp"
+#include "detail/simd_avx512.hpp"
 #include "detail/stall.hpp"
 
 #include <omp.h>
@@ -416,7 +416,6 @@ GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index
 }
 
 // ---- AVX-512: a panel is one 16-float register --------------------------------------------
-#define GATECELL_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
 
 // MR rows of C times NP panels, the last `last_width` columns wide: C (+)= A[MR, kc] B[kc, 16 NP],
 // one FMA chain per element in k order (so the same sums as the AVX2 kernels, bit for bit).

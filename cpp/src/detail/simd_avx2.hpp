@@ -41,20 +41,21 @@ GATECELL_TARGET_AVX2 inline V exp8(V x) {
 // minimax fit made for gatecell (tools: numpy, Lawson-weighted linearised least squares on the
 // relative error). Evaluated in float, the absolute and relative errors stay below 3.4e-7 over
 // the whole line, and tanh(x) = x exactly for tiny x. One division, no exponential.
+// The coefficients of P and Q, highest power first (shared with the AVX-512 form).
+inline constexpr float kTanhClamp = 8.0f;
+inline constexpr float kTanhP[] = {-1.15642034e-13f, 6.36549702e-11f, -2.23145928e-08f, 1.16424271e-05f,
+                                   3.14936321e-03f,  1.31243482e-01f, 1.0f};
+inline constexpr float kTanhQ[] = {2.61297188e-04f, 2.46749949e-02f, 4.64576811e-01f, 1.0f};
+
 GATECELL_TARGET_AVX2 inline V tanh8(V x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, set1(-8.0f)), set1(8.0f));
+  x = _mm256_min_ps(_mm256_max_ps(x, set1(-kTanhClamp)), set1(kTanhClamp));
   const V u = _mm256_mul_ps(x, x);
-  V p = set1(-1.15642034e-13f);
-  p = _mm256_fmadd_ps(p, u, set1(6.36549702e-11f));
-  p = _mm256_fmadd_ps(p, u, set1(-2.23145928e-08f));
-  p = _mm256_fmadd_ps(p, u, set1(1.16424271e-05f));
-  p = _mm256_fmadd_ps(p, u, set1(3.14936321e-03f));
-  p = _mm256_fmadd_ps(p, u, set1(1.31243482e-01f));
-  p = _mm256_fmadd_ps(p, u, set1(1.0f));
-  V q = set1(2.61297188e-04f);
-  q = _mm256_fmadd_ps(q, u, set1(2.46749949e-02f));
-  q = _mm256_fmadd_ps(q, u, set1(4.64576811e-01f));
-  q = _mm256_fmadd_ps(q, u, set1(1.0f));
+  V p = set1(kTanhP[0]);
+#pragma GCC unroll 8
+  for (int i = 1; i < 7; ++i) p = _mm256_fmadd_ps(p, u, set1(kTanhP[i]));
+  V q = set1(kTanhQ[0]);
+#pragma GCC unroll 4
+  for (int i = 1; i < 4; ++i) q = _mm256_fmadd_ps(q, u, set1(kTanhQ[i]));
   return _mm256_div_ps(_mm256_mul_ps(x, p), q);
 }
 
