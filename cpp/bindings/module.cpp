@@ -78,6 +78,22 @@ PYBIND11_MODULE(_core, m) {
   m.def("_split_runs", &detail::split_runs,
         "Tests only: directions run with every step split by units over a team of threads, so far.");
 
+  m.def(
+      "_time_gemm",
+      [](const py::array& a_obj, const py::array& b_obj, int repeats) {
+        if (a_obj.ndim() != 2 || b_obj.ndim() != 2)
+          throw ShapeError("_time_gemm: a and b must be 2-D, got " + std::to_string(a_obj.ndim()) + "-D and " +
+                           std::to_string(b_obj.ndim()) + "-D");
+        const index_t m = a_obj.shape(0), k = a_obj.shape(1), n = b_obj.shape(1);
+        py::array a = bindings::checked<float>(a_obj, "a", {m, k});
+        py::array b = bindings::checked<float>(b_obj, "b", {k, n});
+        py::array c = bindings::empty_array<float>({m, n});
+        const double seconds = detail::time_gemm(bindings::cptr<float>(a), bindings::cptr<float>(b),
+                                                 bindings::mptr<float>(c), m, k, n, repeats);
+        return py::make_tuple(seconds, c);
+      },
+      py::arg("a"), py::arg("b"), py::arg("repeats"),
+      "Benchmark only: (fastest seconds, C) of `repeats` float32 products C = a b through the kernels' GEMM.");
   bindings::bind_network(m);
   bindings::bind_model(m);
 }

@@ -9,6 +9,7 @@
 #include "detail/simd.hpp"
 #include "detail/simd_avx512.hpp"
 #include "detail/stall.hpp"
+#include "gatecell/threads.hpp"
 
 #include <omp.h>
 
@@ -16,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -589,6 +591,22 @@ bool gemm_rows_independent() {
 #else
   return false;
 #endif
+}
+
+double time_gemm(const float* a, const float* b, float* c, index_t m, index_t k, index_t n, int repeats) {
+  if (m < 1 || k < 1 || n < 1 || repeats < 1)
+    throw ShapeError("time_gemm: m, k, n and repeats must be >= 1, got " + std::to_string(m) + ", " +
+                     std::to_string(k) + ", " + std::to_string(n) + ", " + std::to_string(repeats));
+  PackedMatrix<float> packed;
+  packed.pack(rows_view(b, k, n, n));
+  double best = 0;
+  for (int r = 0; r < repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    gemm(rows_view(a, m, k, k), packed, c, n, false);
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (r == 0 || took < best) best = took;
+  }
+  return best;
 }
 
 template bool gemm_rows_independent<float>();

@@ -168,3 +168,26 @@ def test_bench_runs_end_to_end(tmp_path, capsys):
     assert "LSTM 6 2 3 4 1" in table and "GRU 6 1 3 4 1 bi" in table
     results = json.loads(js.read_text())["results"]
     assert len(results) == 4 and all(r["ms"]["gatecell"] > 0 and r["ms"]["torch"] > 0 for r in results)
+    record = json.loads(js.read_text())
+    assert record["simd_path"] == gc.simd_path() and record["sgemm_gflops"]["1"] > 0
+
+
+def test_time_gemm_computes_the_product_and_checks_its_arguments():
+    """The bench's own-GEMM ceiling runs the kernels' GEMM: its C is a @ b; bad input raises."""
+    from gatecell import _core
+    rng = np.random.default_rng(4)
+    for m, k, n in [(1, 1, 1), (7, 300, 33), (64, 513, 130)]:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        seconds, c = _core._time_gemm(a, b, 2)
+        assert seconds >= 0 and c.shape == (m, n)
+        np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"b: expected shape \(4, 2\)"):
+        _core._time_gemm(a, np.ones((3, 2), np.float32), 1)
+    with pytest.raises(TypeError, match="float32"):
+        _core._time_gemm(a, np.ones((4, 2)), 1)
+    with pytest.raises(ValueError, match="repeats"):
+        _core._time_gemm(a, np.ones((4, 2), np.float32), 0)
+    with pytest.raises(ValueError, match="2-D"):
+        _core._time_gemm(np.ones(3, np.float32), a, 1)

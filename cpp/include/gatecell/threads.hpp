@@ -3,6 +3,8 @@
 // How many threads the kernels use. Results never depend on it: every output and gradient is
 // bitwise the same at any thread count.
 
+#include "gatecell/shapes.hpp"
+
 namespace gatecell {
 
 // Sets the number of OpenMP threads the kernels of the calling thread use.
@@ -31,6 +33,12 @@ void set_split_patience(double microseconds);
 // For tests: how many directions have run split by units (batch 1 or a few sequences, on a team
 // of threads) in this process, so that a test can tell that it exercised the split.
 long split_runs();
+
+// For the benchmark's ceiling: C = A B (row-major float, A [m, k], B [k, n], C [m, n]) through the
+// kernels' GEMM on the calling thread's thread count, `repeats` times after packing B once (as a
+// time loop packs its weights); returns the fastest run in seconds.
+//   m, k, n, repeats: >= 1 (ShapeError otherwise)
+double time_gemm(const float* a, const float* b, float* c, index_t m, index_t k, index_t n, int repeats);
 }  // namespace detail
 
 }  // namespace gatecell
