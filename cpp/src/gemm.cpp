@@ -74,6 +74,24 @@ GATECELL_TARGET_AVX2 void pack_panel_transposed(const float* src, index_t cs, in
     for (index_t j = 0; j < kPanel; ++j) dst[k0 * kPanel + j] = src[j * cs + k0];
 }
 
+// One panel of a B whose rows are contiguous (cs = 1), `width` columns of it (the rest zero):
+// each k's 16 values are one copy, instead of 16 loads and stores of one float.
+GATECELL_TARGET_AVX2 void pack_panel_rows(const float* src, index_t rs, index_t K, index_t width, float* dst) {
+  const __m256i lanes_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(width)),
+                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i lanes_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(width)),
+                                              _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15));
+  for (index_t k = 0; k < K; ++k, src += rs, dst += kPanel) {
+    if (width == kPanel) {
+      _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+      _mm256_storeu_ps(dst + 8, _mm256_loadu_ps(src + 8));
+    } else {  // masked lanes load as zero
+      _mm256_storeu_ps(dst, _mm256_maskload_ps(src, lanes_lo));
+      _mm256_storeu_ps(dst + 8, _mm256_maskload_ps(src + 8, lanes_hi));
+    }
+  }
+}
+
 }  // namespace
 #endif
 
@@ -120,6 +138,55 @@ void PackedMatrix<Scalar>::pack(const std::vector<MatView<Scalar>>& blocks) {
 }
 
 template <typename Scalar>
+void PackedMatrix<Scalar>::refer(const std::vector<MatView<Scalar>>& blocks) {
+  if (!std::is_same_v<Scalar, float> || !use_avx2()) {
+    pack(blocks);
+    return;
+  }
+  const index_t K = blocks.at(0).rows;
+  index_t cols = 0;
+  for (const MatView<Scalar>& blk : blocks) {
+    if (blk.rows != K) throw std::logic_error("PackedMatrix::refer: blocks of different heights");
+    cols += blk.cols;
+  }
+  panels_.clear();
+  b_ = {nullptr, K, cols, 0, 0};
+  blocks_ = blocks;
+}
+
+template <typename Scalar>
+void PackedMatrix<Scalar>::pack_rows(index_t p, index_t k0, index_t kc, Scalar* out) const {
+  const index_t j0 = p * kPanel, width = std::min(kPanel, b_.cols - j0);
+  index_t at = 0;  // the first column of block q
+  for (const MatView<Scalar>& blk : blocks_) {
+    const index_t lo = std::max(j0, at), hi = std::min(j0 + width, at + blk.cols);
+    if (lo < hi) {  // columns [lo, hi) of this panel come from this block
+      const MatView<Scalar> part{blk.data + k0 * blk.rs + (lo - at) * blk.cs, kc, hi - lo, blk.rs, blk.cs};
+#ifdef GATECELL_X86_AVX2
+      if constexpr (std::is_same_v<Scalar, float>) {
+        if (lo == j0 && part.cs == 1) {  // the panel's first columns, rows contiguous
+          pack_panel_rows(part.data, part.rs, kc, hi - lo, out);
+          at += blk.cols;
+          continue;
+        }
+        if (lo == j0 && hi - lo == kPanel && part.rs == 1) {
+          pack_panel_transposed(part.data, part.cs, kc, out);
+          at += blk.cols;
+          continue;
+        }
+      }
+#endif
+      for (index_t k = 0; k < kc; ++k)
+        for (index_t j = lo; j < hi; ++j) out[k * kPanel + j - j0] = part.data[k * part.rs + (j - lo) * part.cs];
+    }
+    at += blk.cols;
+  }
+  if (width < kPanel)  // the columns past B (the element loop leaves them)
+    for (index_t k = 0; k < kc; ++k)
+      for (index_t j = width; j < kPanel; ++j) out[k * kPanel + j] = Scalar(0);
+}
+
+template <typename Scalar>
 void PackedMatrix<Scalar>::pack_panels(const MatView<Scalar>& b, Scalar* out) {
   const index_t K = b.rows, P = panel_count(b.cols);
   // The time loops pack their weights before their thread team starts: a serial pack of W_hh
@@ -132,6 +199,10 @@ void PackedMatrix<Scalar>::pack_panels(const MatView<Scalar>& b, Scalar* out) {
     if constexpr (std::is_same_v<Scalar, float>) {
       if (b.rs == 1 && width == kPanel) {
         pack_panel_transposed(b.data + p * kPanel * b.cs, b.cs, K, dst);
+        return;
+      }
+      if (b.cs == 1) {  // rows of B contiguous (x, h or dA in the weight gradients): a copy per k
+        pack_panel_rows(b.data + p * kPanel, b.rs, K, width, dst);
         return;
       }
     }
@@ -512,6 +583,25 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
     thread_local std::vector<float> a_pack;
     const std::size_t need = static_cast<std::size_t>(kRowBlock) * kDepthBlock;
     if (a_pack.size() < need) a_pack.resize(need);
+    if (b.streamed()) {
+      // This thread's panels of B, one k block at a time: packed, then multiplied by every row of
+      // A. The same k blocks in the same order as a packed B: the same sums.
+      thread_local Buffer<float> b_rows;
+      const std::size_t rows_need = static_cast<std::size_t>(p1 - p0) * kDepthBlock * kPanel;
+      if (b_rows.size() < rows_need) b_rows.resize(rows_need);
+      for (index_t k0 = 0; k0 < K || k0 == 0; k0 += kDepthBlock) {
+        const index_t kc = std::min(kDepthBlock, K - k0);
+        for (index_t p = p0; p < p1; ++p) b.pack_rows(p, k0, kc, b_rows.data() + (p - p0) * kc * kPanel);
+        for (index_t m0 = 0; m0 < M; m0 += kRowBlock) {
+          const index_t m1 = std::min(M, m0 + kRowBlock);
+          pack_a(a, m0, m1, k0, kc, a_pack.data());
+          block(a_pack.data(), b_rows.data(), kc, cols - p0 * kPanel, 0, kc, m0, m1, 0, p1 - p0, c + p0 * kPanel,
+                ldc, accumulate || k0 > 0);
+        }
+        if (K == 0) break;
+      }
+      return;
+    }
     if (M <= kSmallRows && M * K <= kRowBlock * kDepthBlock && K > kDepthBlock) {
       // A small A (the recurrent product of a small batch) packed whole, then B read panel by
       // panel over all its k blocks: one sequential stream through memory instead of one

@@ -18,6 +18,7 @@
 
 #include "detail/gemm.hpp"
 #include "detail/stall.hpp"
+#include "gatecell/threads.hpp"
 
 namespace {
 
@@ -151,6 +152,60 @@ TEST_CASE_TEMPLATE("column blocks packed side by side multiply as the matrix the
   const std::vector<MatView<Scalar>> uneven{{w.data(), K, 16, ld, 1}, {w.data(), K - 1, 16, ld, 1}};
   PackedMatrix<Scalar> bad;
   CHECK_THROWS_AS(bad.pack(uneven), std::logic_error);
+}
+
+TEST_CASE_TEMPLATE("a B used once, packed k block by k block inside the GEMM, gives the packed B's results",
+                   Scalar, float, double) {
+  // refer() keeps the blocks; on the AVX2 path the GEMM packs each thread's panels one k block at
+  // a time (rows contiguous, columns contiguous, or neither; blocks that cut panels), elsewhere it
+  // packs them. Either way every element is the same sum as with the whole B packed first.
+  std::mt19937 rng(17);
+  const int threads = omp_get_max_threads();
+  gatecell::set_num_threads(threads);  // Eigen (the double path) single-threaded, as the kernels run it
+  for (index_t K : {1, 255, 256, 257, 600}) {
+    const index_t ld = 90;
+    const std::vector<Scalar> w = random_values<Scalar>(K * ld, rng), wt = random_values<Scalar>(K * ld, rng);
+    for (int layout = 0; layout < 4; ++layout) {
+      std::vector<MatView<Scalar>> blocks;
+      if (layout == 0) blocks = {{w.data(), K, 70, ld, 1}};                   // rows contiguous
+      if (layout == 1) blocks = {{wt.data(), K, 32, 1, K}, {wt.data() + 32 * K, K, 21, 1, K}};  // columns
+      if (layout == 2) blocks = {{w.data(), K, 16, ld, 1}, {w.data() + 40, K, 37, ld, 1}};  // whole panel, rest
+      if (layout == 3) blocks = {{w.data(), K, 10, ld, 1}, {wt.data(), K, 19, 1, K}, {w.data() + 3, K, 12, ld, 2}};
+      index_t N = 0;
+      for (const MatView<Scalar>& blk : blocks) N += blk.cols;
+      std::vector<Scalar> gathered(K * N);
+      for (index_t k = 0; k < K; ++k) {
+        index_t at = 0;
+        for (const MatView<Scalar>& blk : blocks)
+          for (index_t j = 0; j < blk.cols; ++j) gathered[k * N + at++] = blk.data[k * blk.rs + j * blk.cs];
+      }
+      PackedMatrix<Scalar> once, whole;
+      once.refer(blocks);
+      whole.pack({gathered.data(), K, N, N, 1});
+      CHECK(once.view().rows == K);
+      CHECK(once.view().cols == N);
+      for (index_t M : {1, 2, 3, 4, 7, 13, 40, 130}) {
+        for (bool transposed : {false, true}) {
+          const std::vector<Scalar> a = random_values<Scalar>(M * K, rng);
+          const index_t ldc = N + 2;
+          const std::vector<Scalar> c0 = random_values<Scalar>(M * ldc, rng);
+          for (bool accumulate : {false, true}) {
+            std::vector<Scalar> expected = c0;
+            gatecell::detail::gemm(a_view(a, M, K, transposed), whole, expected.data(), ldc, accumulate);
+            for (int n : {1, 2}) {
+              std::vector<Scalar> c = c0;
+              gatecell::set_num_threads(n);
+              gatecell::detail::gemm(a_view(a, M, K, transposed), once, c.data(), ldc, accumulate);
+              gatecell::set_num_threads(threads);
+              INFO("K=" << K << " layout=" << layout << " M=" << M << " transposed=" << transposed
+                        << " accumulate=" << accumulate << " threads=" << n);
+              CHECK(c == expected);  // bitwise, the gap past column N included
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST_CASE("a stall pause starts at a repeated stall, doubles while stalls repeat, and resets") {

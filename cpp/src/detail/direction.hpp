@@ -362,7 +362,7 @@ void input_side_gradients(const DirectionBackward<Scalar>& a, index_t gate_rows,
   } else {  // [dW_ih | dW_hh] += dA^T [x | h_prev]: each element the same sum as two products give
     const index_t P = a.config->output_size(), width = in + P;
     PackedMatrix<Scalar> xh;
-    xh.pack({x, rows_view(h_prev, rows, P, P)});
+    xh.refer({x, rows_view(h_prev, rows, P, P)});
     Buffer<Scalar> dw(gate_rows * width);
     for (index_t r = 0; r < gate_rows; ++r) {
       std::copy(a.g.w_ih + r * in, a.g.w_ih + (r + 1) * in, dw.data() + r * width);

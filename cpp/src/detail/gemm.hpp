@@ -63,10 +63,18 @@ class PackedMatrix {
   // Packs the blocks side by side, [b_0 | b_1 | ...] (all of the same rows), without gathering
   // them first when each but the last is whole panels wide (multiples of 16 columns).
   void pack(const std::vector<MatView<Scalar>>& blocks);
+  // For a B used once (an activation, not a weight): on the AVX2 path keeps only the views, and
+  // the GEMM packs one k block of its panels at a time as it goes, so that B (tens of MiB in the
+  // weight gradients) is read once and no packed copy of it is made; elsewhere pack(blocks).
+  void refer(const std::vector<MatView<Scalar>>& blocks);
   // The dimensions of B; its data only on the portable path (packed(): the panels hold B).
   const MatView<Scalar>& view() const { return b_; }
   const Scalar* panels() const { return panels_.data(); }
-  bool packed() const { return !panels_.empty(); }
+  bool packed() const { return !panels_.empty() || streamed(); }
+  // refer() took the blocks: the GEMM packs them k block by k block (pack_rows).
+  bool streamed() const { return !blocks_.empty(); }
+  // Rows [k0, k0 + kc) of panel p of a streamed B into out, [kc, 16] (zero past B's columns).
+  void pack_rows(index_t p, index_t k0, index_t kc, Scalar* out) const;
 
  private:
   static void pack_panels(const MatView<Scalar>& b, Scalar* out);  // b's panels, into out
@@ -74,6 +82,7 @@ class PackedMatrix {
   MatView<Scalar> b_{nullptr, 0, 0, 0, 0};
   Buffer<Scalar> panels_;    // [ceil(cols/16), rows, 16], zero-padded
   Buffer<Scalar> gathered_;  // blocks gathered for the portable path, [rows, cols]
+  std::vector<MatView<Scalar>> blocks_;  // refer()'s blocks, side by side
 };
 
 // c = a b (accumulate: c += a b); c is row-major [a.rows, b.cols] with rows ldc apart.
@@ -86,12 +95,12 @@ void gemm(const MatView<Scalar>& a, const PackedMatrix<Scalar>& b, Scalar* c, in
 template <typename Scalar>
 bool gemm_rows_independent();
 
-// The same for a B used once (packed into a temporary).
+// The same for a B used once (PackedMatrix::refer).
 template <typename Scalar>
 void gemm(const MatView<Scalar>& a, const MatView<Scalar>& b, Scalar* c, index_t ldc, bool accumulate) {
-  PackedMatrix<Scalar> packed;
-  packed.pack(b);
-  gemm(a, packed, c, ldc, accumulate);
+  PackedMatrix<Scalar> once;
+  once.refer({b});
+  gemm(a, once, c, ldc, accumulate);
 }
 
 }  // namespace gatecell::detail
