@@ -24,8 +24,9 @@
 namespace gatecell::detail {
 
 // A barrier for the threads of one parallel region that spins, then yields, and tells a wait
-// that lasted long (another thread, on a busy machine, lost its core) from a short one.
-class SpinBarrier {
+// that lasted long (another thread, on a busy machine, lost its core) from a short one. On a cache
+// line of its own, so that no variable a thread writes every step shares it (see windowed_steps).
+class alignas(64) SpinBarrier {
  public:
   enum Wait { quick, slow, failed };
   void reset(int threads) { threads_ = threads; }
