@@ -31,7 +31,8 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
     cache->c.resize(a.lay.rows() * H);
     if (proj) cache->m.resize(a.lay.rows() * H);
   }
-  GateWindow<Scalar> window(a, G, cache != nullptr ? &cache->gates : nullptr);  // (L1), input half
+  // (L1), input half: x W_ih^T; lstm_row_forward adds b_ih.
+  GateWindow<Scalar> window(a, G, cache != nullptr ? &cache->gates : nullptr, false);
   // Packed once (or kept from an earlier call), multiplied at every step.
   const auto w_hh_kept = kept_pack(a.packs, MatView<Scalar>{a.w.w_hh, P, G, 1, P});
   const auto w_hr_kept = proj ? kept_pack(a.packs, MatView<Scalar>{a.w.w_hr, H, P, 1, H}) : w_hh_kept;
@@ -65,7 +66,7 @@ void lstm_direction_forward(const DirectionForward<Scalar>& a) {
           continue;
         }
         Scalar* m_out = proj ? m.data() + i * H : h_next.data() + i * P;
-        lstm_row_forward(gates.at(t, n), hp.data() + i * G, c_prev, c_out, m_out, H, a.w.b_hh);  // (L1)-(L4)
+        lstm_row_forward(gates.at(t, n), hp.data() + i * G, c_prev, c_out, m_out, H, a.w.b_hh, a.w.b_ih);  // (L1)-(L4)
         if (!proj) std::copy(m_out, m_out + H, y);
       }
 

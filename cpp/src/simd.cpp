@@ -81,9 +81,9 @@ index_t rnn_row_forward_avx2(float* gate, const float* hp, float* h, index_t H, 
   return GATECELL_ROWS(rnn_row_forward, gate, hp, h, H, use_relu);
 }
 
-index_t lstm_row_forward_avx2(float* gate, const float* hp, const float* b_hh, const float* c_prev, float* c,
-                              float* m, index_t H) {
-  return GATECELL_ROWS(lstm_row_forward, gate, hp, b_hh, c_prev, c, m, H);
+index_t lstm_row_forward_avx2(float* gate, const float* hp, const float* b_hh, const float* b_ih, const float* c_prev,
+                              float* c, float* m, index_t H) {
+  return GATECELL_ROWS(lstm_row_forward, gate, hp, b_hh, b_ih, c_prev, c, m, H);
 }
 
 index_t lstm_row_backward_avx2(const float* gate, const float* tanh_c, const float* c_prev, const float* dm,
@@ -144,7 +144,9 @@ GATECELL_TARGET_AVX2 index_t column_sums_avx2(const float* a, index_t rows, inde
 #else
 
 index_t rnn_row_forward_avx2(float*, const float*, float*, index_t, bool) { return 0; }
-index_t lstm_row_forward_avx2(float*, const float*, const float*, const float*, float*, float*, index_t) { return 0; }
+index_t lstm_row_forward_avx2(float*, const float*, const float*, const float*, const float*, float*, float*, index_t) {
+  return 0;
+}
 index_t lstm_row_backward_avx2(const float*, const float*, const float*, const float*, const float*, float*, float*,
                                index_t) {
   return 0;

@@ -29,17 +29,20 @@ inline void rnn_row_forward(Scalar* gate, const Scalar* hp, Scalar* h, index_t H
   }
 }
 
-// (L2)-(L4). gate: in x W_ih^T + b_ih [4H], out i f g o [4H]; hp: h_prev W_hh^T [4H];
-// c_prev: [H]; c: out [H] (may alias c_prev); m: out o * tanh(c) [H]; b_hh: [4H] or null, added
-// to hp on the fly (a = gate + (hp + b_hh)), which saves the time loop a pass over hp per row.
+// (L2)-(L4). gate: in x W_ih^T (+ b_ih) [4H], out i f g o [4H]; hp: h_prev W_hh^T [4H];
+// c_prev: [H]; c: out [H] (may alias c_prev); m: out o * tanh(c) [H]; b_hh, b_ih: [4H] or null,
+// added on the fly (a = (gate + b_ih) + (hp + b_hh)), which saves the time loop a pass over hp per
+// row, and the input projection a pass over its whole window; the sums are those of the passes.
 template <typename Scalar>
 inline void lstm_row_forward(Scalar* gate, const Scalar* hp, const Scalar* c_prev, Scalar* c, Scalar* m,
-                             index_t H, const Scalar* b_hh = nullptr) {
+                             index_t H, const Scalar* b_hh = nullptr, const Scalar* b_ih = nullptr) {
   index_t j = 0;
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (use_avx2()) j = lstm_row_forward_avx2(gate, hp, b_hh, c_prev, c, m, H);
+    if (use_avx2()) j = lstm_row_forward_avx2(gate, hp, b_hh, b_ih, c_prev, c, m, H);
   }
-  auto a = [&](index_t k) { return gate[k] + (b_hh != nullptr ? hp[k] + b_hh[k] : hp[k]); };  // (L1)
+  auto a = [&](index_t k) {  // (L1)
+    return (b_ih != nullptr ? gate[k] + b_ih[k] : gate[k]) + (b_hh != nullptr ? hp[k] + b_hh[k] : hp[k]);
+  };
   for (; j < H; ++j) {
     const Scalar i = sigmoid(a(j));                               // (L2)
     const Scalar f = sigmoid(a(H + j));

@@ -196,9 +196,11 @@ class GateWindow {
     Scalar* data_ = nullptr;
   };
 
-  // a: the direction; gate_rows: G*H; keep: the cache's gate buffer (training) or null (inference)
-  GateWindow(const DirectionForward<Scalar>& a, index_t gate_rows, std::vector<Scalar>* keep)
-      : a_(a), G_(gate_rows), all_(keep != nullptr) {
+  // a: the direction; gate_rows: G*H; keep: the cache's gate buffer (training) or null (inference);
+  // with_b_ih: the projections include b_ih; false: x W_ih^T alone (the cell adds b_ih itself, and
+  // the window is not read and written once more for it)
+  GateWindow(const DirectionForward<Scalar>& a, index_t gate_rows, std::vector<Scalar>* keep, bool with_b_ih = true)
+      : a_(a), G_(gate_rows), all_(keep != nullptr), b_ih_(with_b_ih ? a.w.b_ih : nullptr) {
     const index_t in = a.x.cols;
     w_ih_t_ = kept_pack(a.packs, MatView<Scalar>{a.w.w_ih, in, G_, 1, in});
     if (keep != nullptr) {  // (testing keep itself lets the compiler see it is not null here)
@@ -227,7 +229,7 @@ class GateWindow {
  private:
   static constexpr index_t kWindowElements = index_t(1) << 18;  // 1 MiB of float scratch per window at most
 
-  void project(const MatView<Scalar>& x, Scalar* out) const { project_inputs(x, *w_ih_t_, a_.w.b_ih, out); }
+  void project(const MatView<Scalar>& x, Scalar* out) const { project_inputs(x, *w_ih_t_, b_ih_, out); }
 
   // Whether a window of nb sequences whose rows do not lie contiguous in x (batch-first, or a row
   // team's block) projects them step by step, one GEMM of nb rows each, rather than gathering them
@@ -246,6 +248,7 @@ class GateWindow {
   const DirectionForward<Scalar>& a_;
   index_t G_;
   bool all_;
+  const Scalar* b_ih_;  // added by project(), or null
   std::shared_ptr<const PackedMatrix<Scalar>> w_ih_t_;
   Scalar* data_ = nullptr;
   std::unique_ptr<Rows> whole_;  // prepare/at over all rows (inference)

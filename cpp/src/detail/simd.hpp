@@ -16,9 +16,9 @@ bool use_avx2();
 bool use_avx512();
 
 index_t rnn_row_forward_avx2(float* gate, const float* hp, float* h, index_t H, bool use_relu);
-// b_hh: [4H] or null, added to hp first (see lstm_row_forward).
-index_t lstm_row_forward_avx2(float* gate, const float* hp, const float* b_hh, const float* c_prev, float* c, float* m,
-                              index_t H);
+// b_hh, b_ih: [4H] or null, added to hp and to gate first (see lstm_row_forward).
+index_t lstm_row_forward_avx2(float* gate, const float* hp, const float* b_hh, const float* b_ih, const float* c_prev,
+                              float* c, float* m, index_t H);
 index_t gru_row_forward_lbr_avx2(float* gate, const float* hp, float* h, float* hn, index_t H);
 index_t gru_row_reset_avx2(float* gate, const float* hp, const float* h_prev, float* rh, index_t H);
 index_t gru_row_forward_original_avx2(float* gate, const float* hp, float* h, index_t H);
