@@ -8,7 +8,7 @@
 
 #include <cstdlib>
 
-#include "detail/simd_avx512.hpp"
+#include "detail/vector_ops.hpp"
 
 namespace gatecell::detail {
 
@@ -41,36 +41,19 @@ bool use_avx512() {
 
 #ifdef GATECELL_X86_AVX2
 
-// The operations gate_rows.inc uses, on one vector width (P: the intrinsics' prefix).
-#define GATECELL_VECTOR_OPS(TARGET, P, TANH, SIGMOID)                    \
-  TARGET inline V zero() { return P##_setzero_ps(); }                    \
-  TARGET inline V add(V a, V b) { return P##_add_ps(a, b); }             \
-  TARGET inline V sub(V a, V b) { return P##_sub_ps(a, b); }             \
-  TARGET inline V mul(V a, V b) { return P##_mul_ps(a, b); }             \
-  TARGET inline V fmadd(V a, V b, V c) { return P##_fmadd_ps(a, b, c); } \
-  TARGET inline V vmax(V a, V b) { return P##_max_ps(a, b); }            \
-  TARGET inline V tanhv(V x) { return TANH(x); }                         \
-  TARGET inline V sigmoidv(V x) { return SIGMOID(x); }
-
 namespace rows8 {
-using namespace avx2;
-constexpr index_t W = 8;
-GATECELL_VECTOR_OPS(GATECELL_TARGET_AVX2, _mm256, tanh8, sigmoid8)
+GATECELL_USE_VECTOR_OPS(vec8);
 #define GATECELL_ROW_TARGET GATECELL_TARGET_AVX2
 #include "detail/gate_rows.inc"
 #undef GATECELL_ROW_TARGET
 }  // namespace rows8
 
 namespace rows16 {
-using namespace avx512;
-constexpr index_t W = 16;
-GATECELL_VECTOR_OPS(GATECELL_TARGET_AVX512, _mm512, tanh16, sigmoid16)
+GATECELL_USE_VECTOR_OPS(vec16);
 #define GATECELL_ROW_TARGET GATECELL_TARGET_AVX512
 #include "detail/gate_rows.inc"
 #undef GATECELL_ROW_TARGET
 }  // namespace rows16
-
-#undef GATECELL_VECTOR_OPS
 
 // Each *_avx2 entry point runs the sixteen-float kernel first where the CPU has AVX-512, then the
 // eight-float one from where it stopped (at most one more block of eight).

@@ -29,7 +29,7 @@
 #include "detail/activations.hpp"
 #include "detail/pool.hpp"
 #include "detail/simd.hpp"
-#include "detail/simd_avx512.hpp"
+#include "detail/vector_ops.hpp"
 #include "detail/team.hpp"
 #include "gatecell/threads.hpp"
 
@@ -125,20 +125,7 @@ void panel_portable(const Scalar* w, index_t width, index_t kx, const Scalar* x,
 #ifdef GATECELL_X86_AVX2
 using namespace avx2;
 
-// Lanes [0, n) of eight: full registers load and store plainly, the last one through a mask.
-struct Lanes {
-  __m256i mask;
-  bool full;
-  GATECELL_TARGET_AVX2 explicit Lanes(index_t n)
-      : mask(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::max<index_t>(0, n))),
-                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))),
-        full(n >= L8) {}
-  GATECELL_TARGET_AVX2 V load(const float* p) const { return full ? ld(p) : _mm256_maskload_ps(p, mask); }
-  GATECELL_TARGET_AVX2 void store(float* p, V v) const {
-    if (full) st(p, v);
-    else _mm256_maskstore_ps(p, mask, v);
-  }
-};
+using vec8::Lanes;
 
 // The AVX2 form of panel_portable for width = 8 NV. The accumulators are unrolled, so that they
 // stay in registers; each k costs one broadcast and NV FMAs reading the weights from memory.
@@ -334,53 +321,21 @@ void gates_portable(const CellShape& s, const Scalar* pre, const Scalar* xn, con
 }
 
 #ifdef GATECELL_X86_AVX2
-// ---- Gate math: AVX2 + FMA path (float) ---------------------------------------------------------
+// ---- Gate math: AVX2 + FMA and AVX-512 paths (float) ---------------------------------------------
 
-GATECELL_TARGET_AVX2 void gates_avx2(const CellShape& s, const float* pre, const float* xn, const float* hn,
-                                     const float* h_prev, float* c, float* h, float* m) {
-  const index_t H = s.H;
-  const V one = set1(1.0f);
-  for (index_t j = 0; j < H; j += L8) {
-    const Lanes lanes(H - j);
-    switch (s.kind) {
-      case CellKind::rnn_tanh: lanes.store(h + j, tanh8(lanes.load(pre + j))); break;  // (R2)
-      case CellKind::rnn_relu:  // max(0, NaN) keeps the NaN, like relu()
-        lanes.store(h + j, _mm256_max_ps(_mm256_setzero_ps(), lanes.load(pre + j)));
-        break;
-      case CellKind::lstm: {
-        const V i = sigmoid8(lanes.load(pre + j)), f = sigmoid8(lanes.load(pre + H + j));  // (L2)
-        const V g = tanh8(lanes.load(pre + 2 * H + j)), o = sigmoid8(lanes.load(pre + 3 * H + j));
-        const V c_new = _mm256_fmadd_ps(f, lanes.load(c + j), _mm256_mul_ps(i, g));  // (L3)
-        lanes.store(c + j, c_new);
-        lanes.store(m != nullptr ? m + j : h + j, _mm256_mul_ps(o, tanh8(c_new)));  // (L4)
-        break;
-      }
-      case CellKind::gru: {
-        const V r = sigmoid8(lanes.load(pre + j)), z = sigmoid8(lanes.load(pre + H + j));  // (G2)
-        const V h_old = lanes.load(h_prev + j);
-        if (!s.linear_before_reset) {  // (G4) needs r * h_prev of every unit first: pass 3
-          lanes.store(m + j, _mm256_mul_ps(r, h_old));
-          break;
-        }
-        const V n = tanh8(_mm256_fmadd_ps(r, lanes.load(hn + j), lanes.load(xn + j)));  // (G3)
-        lanes.store(h + j, _mm256_fmadd_ps(_mm256_sub_ps(one, z), n, _mm256_mul_ps(z, h_old)));  // (G5)
-        break;
-      }
-    }
-  }
-}
+namespace gates8 {
+GATECELL_USE_VECTOR_OPS(vec8);
+#define GATECELL_ROW_TARGET GATECELL_TARGET_AVX2
+#include "detail/step_gates.inc"
+#undef GATECELL_ROW_TARGET
+}  // namespace gates8
 
-// The original GRU's last pass: h = (1 - z) * tanh(x_n + hn) + z * h_prev  (G3)-(G5)
-GATECELL_TARGET_AVX2 void gru_original_avx2(index_t H, const float* pre, const float* xn, const float* hn,
-                                            const float* h_prev, float* h) {
-  const V one = set1(1.0f);
-  for (index_t j = 0; j < H; j += L8) {
-    const Lanes lanes(H - j);
-    const V z = sigmoid8(lanes.load(pre + H + j));
-    const V n = tanh8(_mm256_add_ps(lanes.load(xn + j), lanes.load(hn + j)));
-    lanes.store(h + j, _mm256_fmadd_ps(_mm256_sub_ps(one, z), n, _mm256_mul_ps(z, lanes.load(h_prev + j))));
-  }
-}
+namespace gates16 {
+GATECELL_USE_VECTOR_OPS(vec16);
+#define GATECELL_ROW_TARGET GATECELL_TARGET_AVX512
+#include "detail/step_gates.inc"
+#undef GATECELL_ROW_TARGET
+}  // namespace gates16
 
 #endif
 
@@ -510,7 +465,11 @@ void cell_step(const CellShape& s, const Scalar* packed, const Scalar* x, const 
   for (index_t g = 0; g < s.group_count(); ++g) tail += s.group_size(g);
 #ifdef GATECELL_X86_AVX2
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (avx2) gates_avx2(s, pre, xn, hn, h_prev + s.unit0, c, h, proj || original ? m : nullptr);
+    if (avx2) {
+      float* mv = proj || original ? m : nullptr;
+      if (use_avx512()) gates16::gates(s, pre, xn, hn, h_prev + s.unit0, c, h, mv);
+      else gates8::gates(s, pre, xn, hn, h_prev + s.unit0, c, h, mv);
+    }
   }
 #endif
   if (!avx2) {
@@ -521,7 +480,10 @@ void cell_step(const CellShape& s, const Scalar* packed, const Scalar* x, const 
   gemv_panels(avx2, tail, H, H, m, tail + packed_matrix_size(H, H), hn_original);  // (G4)
 #ifdef GATECELL_X86_AVX2
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (avx2) return gru_original_avx2(H, pre, xn, hn_original, h_prev, h);
+    if (avx2) {
+      return use_avx512() ? gates16::gru_original(H, pre, xn, hn_original, h_prev, h)
+                          : gates8::gru_original(H, pre, xn, hn_original, h_prev, h);
+    }
   }
 #endif
   for (index_t j = 0; j < H; ++j) {
