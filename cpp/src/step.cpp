@@ -38,7 +38,7 @@ namespace gatecell::detail {
 namespace {
 
 constexpr index_t R = kStepPanel;
-constexpr index_t L8 = 8;  // units per pass of the gate math: one AVX register of floats
+constexpr index_t L8 = 8;  // work_size keeps its two vectors of H rounded up to a multiple of this
 
 index_t round_up(index_t n, index_t to) { return (n + to - 1) / to * to; }
 
@@ -184,14 +184,10 @@ GATECELL_TARGET_AVX512 void panel_avx512(const float* w, index_t kx, const float
   constexpr int L16 = 16;
   __m512 acc[C][NZ];
   __m256 last[C];
-  auto lanes16 = [](index_t n) GATECELL_TARGET_AVX512 {
-    return static_cast<__mmask16>(n >= L16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1u);
-  };
 #pragma GCC unroll 6
   for (int v = 0; v < NZ; ++v) {
     acc[0][v] = _mm512_loadu_ps(init + L16 * v);
-    if (add != nullptr)
-      acc[0][v] = _mm512_add_ps(acc[0][v], _mm512_maskz_loadu_ps(lanes16(n_add - L16 * v), add + L16 * v));
+    if (add != nullptr) acc[0][v] = _mm512_add_ps(acc[0][v], vec16::Lanes(n_add - L16 * v).load(add + L16 * v));
 #pragma GCC unroll 4
     for (int c = 1; c < C; ++c) acc[c][v] = _mm512_setzero_ps();
   }
