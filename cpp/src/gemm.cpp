@@ -97,6 +97,7 @@ GATECELL_TARGET_AVX2 void pack_panel_rows(const float* src, index_t rs, index_t 
 
 template <typename Scalar>
 void PackedMatrix<Scalar>::pack(const MatView<Scalar>& b) {
+  blocks_.clear();  // an earlier refer() no longer holds
   b_ = b;
   if (!std::is_same_v<Scalar, float> || !use_avx2()) {
     panels_.clear();
@@ -108,6 +109,7 @@ void PackedMatrix<Scalar>::pack(const MatView<Scalar>& b) {
 
 template <typename Scalar>
 void PackedMatrix<Scalar>::pack(const std::vector<MatView<Scalar>>& blocks) {
+  blocks_.clear();
   const index_t K = blocks.at(0).rows;
   index_t cols = 0;
   bool whole_panels = std::is_same_v<Scalar, float> && use_avx2();
@@ -612,8 +614,8 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
       for (index_t p = p0; p < p1; p += chunk) {
         const index_t q = std::min(p1, p + chunk);
         for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
-          block(a_pack.data() + k0 * M, b.panels(), K, cols, k0, std::min(kDepthBlock, K - k0), 0, M, p, q, c,
-                     ldc, accumulate || k0 > 0);
+          block(a_pack.data() + k0 * M, b.panels(), K, cols, k0, std::min(kDepthBlock, K - k0), 0, M, p, q, c, ldc,
+                accumulate || k0 > 0);
       }
       return;
     }

@@ -180,8 +180,9 @@ TEST_CASE_TEMPLATE("a B used once, packed k block by k block inside the GEMM, gi
           for (index_t j = 0; j < blk.cols; ++j) gathered[k * N + at++] = blk.data[k * blk.rs + j * blk.cs];
       }
       PackedMatrix<Scalar> once, whole;
-      once.refer(blocks);
+      whole.refer({{wt.data(), K, N, ld, 1}});  // other values: a pack after a refer replaces it
       whole.pack({gathered.data(), K, N, N, 1});
+      once.refer(blocks);
       CHECK(once.view().rows == K);
       CHECK(once.view().cols == N);
       for (index_t M : {1, 2, 3, 4, 7, 13, 40, 130}) {

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// Run-time choice of the AVX2 + FMA path and the float row kernels that use it (simd.cpp).
-// Each `*_avx2` function handles the first floor(H / 8) * 8 elements of a row and returns how
-// many it did; the scalar loops in cell_math.hpp finish the row. Elsewhere they do nothing.
+// Run-time choice of the AVX2 + FMA (and AVX-512) path and the float row kernels that use it
+// (simd.cpp). Each `*_avx2` function handles the first floor(H / 8) * 8 elements of a row (in
+// blocks of 16 first where use_avx512()) and returns how many it did; the scalar loops in
+// cell_math.hpp finish the row. Elsewhere they do nothing.
 
 #include "gatecell/shapes.hpp"
 
@@ -10,9 +11,10 @@ namespace gatecell::detail {
 
 // True when this CPU has AVX2 and FMA (GATECELL_PORTABLE=1 in the environment forces false).
 bool use_avx2();
-// True when use_avx2() holds and this CPU (and OS) has AVX-512F: the GEMM's 16-float kernels.
-// GATECELL_NO_AVX512=1 in the environment forces false. Results are bitwise those of the AVX2
-// path (the same FMA chains per element, in the same order).
+// True when use_avx2() holds and this CPU (and OS) has AVX-512F: the GEMM tiles, the gate math
+// and the batch-1 step panels then run on 16-float registers. GATECELL_NO_AVX512=1 in the
+// environment forces false. Results are bitwise those of the AVX2 path (the same operations per
+// element, in the same order).
 bool use_avx512();
 
 index_t rnn_row_forward_avx2(float* gate, const float* hp, float* h, index_t H, bool use_relu);
