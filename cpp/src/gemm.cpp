@@ -7,7 +7,7 @@
 #include "detail/gemm.hpp"
 #include "detail/pool.hpp"
 #include "detail/simd.hpp"
-#include "detail/simd_avx512.hpp"
+#include "detail/vector_ops.hpp"
 #include "detail/stall.hpp"
 #include "gatecell/threads.hpp"
 
@@ -19,12 +19,6 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define GATECELL_X86_AVX2 1
-#include <immintrin.h>
-#define GATECELL_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#endif
 
 namespace gatecell::detail {
 
@@ -77,18 +71,10 @@ GATECELL_TARGET_AVX2 void pack_panel_transposed(const float* src, index_t cs, in
 // One panel of a B whose rows are contiguous (cs = 1), `width` columns of it (the rest zero):
 // each k's 16 values are one copy, instead of 16 loads and stores of one float.
 GATECELL_TARGET_AVX2 void pack_panel_rows(const float* src, index_t rs, index_t K, index_t width, float* dst) {
-  const __m256i lanes_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(width)),
-                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  const __m256i lanes_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(width)),
-                                              _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15));
+  const vec8::Lanes lo(width), hi(width - 8);  // masked lanes load as zero
   for (index_t k = 0; k < K; ++k, src += rs, dst += kPanel) {
-    if (width == kPanel) {
-      _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
-      _mm256_storeu_ps(dst + 8, _mm256_loadu_ps(src + 8));
-    } else {  // masked lanes load as zero
-      _mm256_storeu_ps(dst, _mm256_maskload_ps(src, lanes_lo));
-      _mm256_storeu_ps(dst + 8, _mm256_maskload_ps(src + 8, lanes_hi));
-    }
+    _mm256_storeu_ps(dst, lo.load(src));
+    _mm256_storeu_ps(dst + 8, hi.load(src + 8));
   }
 }
 
@@ -585,26 +571,7 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
     thread_local std::vector<float> a_pack;
     const std::size_t need = static_cast<std::size_t>(kRowBlock) * kDepthBlock;
     if (a_pack.size() < need) a_pack.resize(need);
-    if (b.streamed()) {
-      // This thread's panels of B, one k block at a time: packed, then multiplied by every row of
-      // A. The same k blocks in the same order as a packed B: the same sums.
-      thread_local Buffer<float> b_rows;
-      const std::size_t rows_need = static_cast<std::size_t>(p1 - p0) * kDepthBlock * kPanel;
-      if (b_rows.size() < rows_need) b_rows.resize(rows_need);
-      for (index_t k0 = 0; k0 < K || k0 == 0; k0 += kDepthBlock) {
-        const index_t kc = std::min(kDepthBlock, K - k0);
-        for (index_t p = p0; p < p1; ++p) b.pack_rows(p, k0, kc, b_rows.data() + (p - p0) * kc * kPanel);
-        for (index_t m0 = 0; m0 < M; m0 += kRowBlock) {
-          const index_t m1 = std::min(M, m0 + kRowBlock);
-          pack_a(a, m0, m1, k0, kc, a_pack.data());
-          block(a_pack.data(), b_rows.data(), kc, cols - p0 * kPanel, 0, kc, m0, m1, 0, p1 - p0, c + p0 * kPanel,
-                ldc, accumulate || k0 > 0);
-        }
-        if (K == 0) break;
-      }
-      return;
-    }
-    if (M <= kSmallRows && M * K <= kRowBlock * kDepthBlock && K > kDepthBlock) {
+    if (!b.streamed() && M <= kSmallRows && M * K <= kRowBlock * kDepthBlock && K > kDepthBlock) {
       // A small A (the recurrent product of a small batch) packed whole, then B read panel by
       // panel over all its k blocks: one sequential stream through memory instead of one
       // 16 KiB piece per panel and k block. Every element still sums its k blocks in order.
@@ -619,12 +586,23 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
       }
       return;
     }
+    // A streamed B: this thread's panels, one k block at a time, packed into a buffer it keeps
+    // and multiplied by every row of A (the same k blocks in the same order: the same sums).
+    thread_local Buffer<float> b_rows;
+    const std::size_t rows_need = b.streamed() ? static_cast<std::size_t>(p1 - p0) * kDepthBlock * kPanel : 0;
+    if (b_rows.size() < rows_need) b_rows.resize(rows_need);
     for (index_t k0 = 0; k0 < K || k0 == 0; k0 += kDepthBlock) {
       const index_t kc = std::min(kDepthBlock, K - k0);
+      if (b.streamed())
+        for (index_t p = p0; p < p1; ++p) b.pack_rows(p, k0, kc, b_rows.data() + (p - p0) * kc * kPanel);
       for (index_t m0 = 0; m0 < M; m0 += kRowBlock) {
         const index_t m1 = std::min(M, m0 + kRowBlock);
         pack_a(a, m0, m1, k0, kc, a_pack.data());
-        block(a_pack.data(), b.panels(), K, cols, k0, kc, m0, m1, p0, p1, c, ldc, accumulate || k0 > 0);
+        if (b.streamed())  // the buffer holds panels [p0, p1) of this k block alone
+          block(a_pack.data(), b_rows.data(), kc, cols - p0 * kPanel, 0, kc, m0, m1, 0, p1 - p0, c + p0 * kPanel,
+                ldc, accumulate || k0 > 0);
+        else
+          block(a_pack.data(), b.panels(), K, cols, k0, kc, m0, m1, p0, p1, c, ldc, accumulate || k0 > 0);
       }
       if (K == 0) break;
     }
