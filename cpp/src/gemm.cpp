@@ -566,6 +566,7 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
   const index_t M = a.rows, K = a.cols, cols = b.view().cols, P = panel_count(cols);
   const bool wide = use_avx512();
   const auto block = wide ? block_avx512 : block_avx2;
+  const bool backwards = b.turn();
   auto run = [&](index_t p0, index_t p1) {
     // Per thread, grown once and kept: the time loops call this at every step.
     thread_local std::vector<float> a_pack;
@@ -575,11 +576,13 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
       // A small A (the recurrent product of a small batch) packed whole, then B read panel by
       // panel over all its k blocks: one sequential stream through memory instead of one
       // 16 KiB piece per panel and k block. Every element still sums its k blocks in order.
+      // Every other call walks the groups of panels backwards (PackedMatrix::turn).
       for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
         pack_a(a, 0, M, k0, std::min(kDepthBlock, K - k0), a_pack.data() + k0 * M);
       const index_t chunk = wide ? panels_per_tile512(RowGroups(M).size(0)) : panels_per_call(M);
-      for (index_t p = p0; p < p1; p += chunk) {
-        const index_t q = std::min(p1, p + chunk);
+      const index_t chunks = (p1 - p0 + chunk - 1) / chunk;
+      for (index_t i = 0; i < chunks; ++i) {
+        const index_t p = p0 + (backwards ? chunks - 1 - i : i) * chunk, q = std::min(p1, p + chunk);
         for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
           block(a_pack.data() + k0 * M, b.panels(), K, cols, k0, std::min(kDepthBlock, K - k0), 0, M, p, q, c, ldc,
                 accumulate || k0 > 0);

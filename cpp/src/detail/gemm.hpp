@@ -5,6 +5,7 @@
 // time; everything else through single-threaded Eigen. Threads split C by fixed column panels,
 // so every element is summed in the same order whatever the number of threads.
 
+#include <atomic>
 #include <utility>
 #include <vector>
 
@@ -75,6 +76,12 @@ class PackedMatrix {
   bool streamed() const { return !blocks_.empty(); }
   // Rows [k0, k0 + kc) of panel p of a streamed B into out, [kc, 16] (zero past B's columns).
   void pack_rows(index_t p, index_t k0, index_t kc, Scalar* out) const;
+  // Whether this product should walk the panels backwards: true every other call. A time loop
+  // multiplies by the same weights at every step; walking them back and forth, a step starts with
+  // the panels the step before read last, still in L2 (a quarter of an LSTM's 4 MiB W_hh for H =
+  // 512, half of it on two threads) instead of fetching all of them from L3. The order of the
+  // panels changes no sum. Safe to call from several threads at once.
+  bool turn() const { return (uses_.fetch_add(1, std::memory_order_relaxed) & 1u) != 0; }
 
  private:
   static void pack_panels(const MatView<Scalar>& b, Scalar* out);  // b's panels, into out
@@ -83,6 +90,7 @@ class PackedMatrix {
   Buffer<Scalar> panels_;    // [ceil(cols/16), rows, 16], zero-padded
   Buffer<Scalar> gathered_;  // blocks gathered for the portable path, [rows, cols]
   std::vector<MatView<Scalar>> blocks_;  // refer()'s blocks, side by side
+  mutable std::atomic<unsigned> uses_{0};  // turn()'s calls
 };
 
 // c = a b (accumulate: c += a b); c is row-major [a.rows, b.cols] with rows ldc apart.
