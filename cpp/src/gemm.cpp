@@ -206,6 +206,26 @@ void PackedMatrix<Scalar>::pack_panels(const MatView<Scalar>& b, Scalar* out) {
 #ifdef GATECELL_X86_AVX2
 namespace {
 
+// Where C goes: one row-major array, or two side by side (the split gemm): panels before `split`
+// at c (rows ldc apart), the others at c2 (rows ldc2 apart). Panel numbers count from `base` (a
+// streamed B's buffer holds one thread's panels, numbered from its first).
+struct Dest {
+  float* c;
+  index_t ldc, split;
+  float* c2;
+  index_t ldc2, base = 0;
+
+  float* at(index_t p) const { return p + base < split ? c + (p + base) * kPanel : c2 + (p + base - split) * kPanel; }
+  index_t ld(index_t p) const { return p + base < split ? ldc : ldc2; }
+  // How many of the n panels from p on lie in p's array.
+  index_t run(index_t p, index_t n) const { return p + base < split ? std::min(n, split - p - base) : n; }
+  Dest from(index_t p0) const {
+    Dest d = *this;
+    d.base += p0;
+    return d;
+  }
+};
+
 // Adds (load_c) or writes one row of a C tile: the columns [0, width) of lo|hi.
 GATECELL_TARGET_AVX2 inline void store_row(float* row, __m256 lo, __m256 hi, index_t width, bool load_c) {
   if (width == kPanel) {
@@ -432,17 +452,18 @@ constexpr index_t panels_per_call(index_t rows) {
 // Rows [m0, m1) of C for one k block, panels [p0, p1); ap: that block of A as pack_a leaves it.
 GATECELL_TARGET_AVX2 void block_avx2(const float* ap, const float* panels, index_t K, index_t cols,
                                      index_t k0, index_t kc, index_t m0, index_t m1, index_t p0, index_t p1,
-                                     float* c, index_t ldc, bool load_c) {
+                                     const Dest& out, bool load_c) {
   const index_t stride = K * kPanel;
   const RowGroups groups(m1 - m0);
   for (index_t p = p0; p < p1;) {
     const float* b = panels + p * stride + k0 * kPanel;
     const index_t width = std::min(kPanel, cols - p * kPanel);
-    float* cp = c + p * kPanel;
+    float* cp = out.at(p);
+    const index_t ldc = out.ld(p);
     // One to four rows, or eight (batch 1 to 4, 8): several whole panels at once keep eight or
     // twelve independent FMA chains in flight instead of two to eight.
     const index_t block_rows = m1 - m0, wide = panels_per_call(block_rows);
-    if (wide > 1 && p + wide <= p1 && (p + wide) * kPanel <= cols) {
+    if (wide > 1 && p + wide <= p1 && (p + wide) * kPanel <= cols && out.run(p, wide) == wide) {
       if (block_rows == 1) {
         row_kernel(kc, ap, 1, b, stride, cp + m0 * ldc, load_c);
       } else if (block_rows == 2) {
@@ -537,15 +558,16 @@ GATECELL_TARGET_AVX512 void tile512_panels(index_t np, index_t kc, const float* 
 // block_avx2 for AVX-512: rows [m0, m1) of C for one k block, panels [p0, p1).
 GATECELL_TARGET_AVX512 void block_avx512(const float* ap, const float* panels, index_t K, index_t cols,
                                          index_t k0, index_t kc, index_t m0, index_t m1, index_t p0, index_t p1,
-                                         float* c, index_t ldc, bool load_c) {
+                                         const Dest& out, bool load_c) {
   const index_t stride = K * kPanel;
   const RowGroups groups(m1 - m0);
   const index_t wide = panels_per_tile512(groups.count > 0 ? groups.size(0) : 1);
-  for (index_t p = p0; p < p1; p += wide) {
-    const index_t np = std::min(wide, p1 - p);
+  for (index_t p = p0, np = 0; p < p1; p += np) {
+    np = out.run(p, std::min(wide, p1 - p));
     const float* b = panels + p * stride + k0 * kPanel;
     const index_t last_width = std::min(kPanel, cols - (p + np - 1) * kPanel);
-    float* cp = c + p * kPanel;
+    float* cp = out.at(p);
+    const index_t ldc = out.ld(p);
     for (index_t g = 0; g < groups.count; ++g) {
       const index_t m = m0 + groups.start(g), rows = groups.size(g);
       const float* am = ap + (m - m0) * kc;
@@ -562,7 +584,7 @@ GATECELL_TARGET_AVX512 void block_avx512(const float* ap, const float* panels, i
   }
 }
 
-void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, index_t ldc, bool accumulate) {
+void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, const Dest& out, bool accumulate) {
   const index_t M = a.rows, K = a.cols, cols = b.view().cols, P = panel_count(cols);
   const bool wide = use_avx512();
   const auto block = wide ? block_avx512 : block_avx2;
@@ -584,7 +606,7 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
       for (index_t i = 0; i < chunks; ++i) {
         const index_t p = p0 + (backwards ? chunks - 1 - i : i) * chunk, q = std::min(p1, p + chunk);
         for (index_t k0 = 0; k0 < K; k0 += kDepthBlock)
-          block(a_pack.data() + k0 * M, b.panels(), K, cols, k0, std::min(kDepthBlock, K - k0), 0, M, p, q, c, ldc,
+          block(a_pack.data() + k0 * M, b.panels(), K, cols, k0, std::min(kDepthBlock, K - k0), 0, M, p, q, out,
                 accumulate || k0 > 0);
       }
       return;
@@ -602,10 +624,10 @@ void gemm_avx2(const MatView<float>& a, const PackedMatrix<float>& b, float* c, 
         const index_t m1 = std::min(M, m0 + kRowBlock);
         pack_a(a, m0, m1, k0, kc, a_pack.data());
         if (b.streamed())  // the buffer holds panels [p0, p1) of this k block alone
-          block(a_pack.data(), b_rows.data(), kc, cols - p0 * kPanel, 0, kc, m0, m1, 0, p1 - p0, c + p0 * kPanel,
-                ldc, accumulate || k0 > 0);
+          block(a_pack.data(), b_rows.data(), kc, cols - p0 * kPanel, 0, kc, m0, m1, 0, p1 - p0, out.from(p0),
+                accumulate || k0 > 0);
         else
-          block(a_pack.data(), b.panels(), K, cols, k0, kc, m0, m1, p0, p1, c, ldc, accumulate || k0 > 0);
+          block(a_pack.data(), b.panels(), K, cols, k0, kc, m0, m1, p0, p1, out, accumulate || k0 > 0);
       }
       if (K == 0) break;
     }
@@ -635,7 +657,7 @@ void gemm(const MatView<Scalar>& a, const PackedMatrix<Scalar>& b, Scalar* c, in
 #ifdef GATECELL_X86_AVX2
   if constexpr (std::is_same_v<Scalar, float>) {
     if (b.packed()) {
-      gemm_avx2(a, b, c, ldc, accumulate);
+      gemm_avx2(a, b, Dest{c, ldc, panel_count(b.view().cols), nullptr, 0}, accumulate);
       return;
     }
   }
@@ -654,6 +676,34 @@ void gemm(const MatView<Scalar>& a, const PackedMatrix<Scalar>& b, Scalar* c, in
     cm.noalias() += am * bm;
   } else {
     cm.noalias() = am * bm;
+  }
+}
+
+template <typename Scalar>
+void gemm(const MatView<Scalar>& a, const PackedMatrix<Scalar>& b, index_t split, Scalar* c, index_t ldc, Scalar* c2,
+          index_t ldc2, bool accumulate) {
+  const index_t M = a.rows, cols = b.view().cols;
+  if (split < 0 || split > cols) throw std::logic_error("gemm: split past B's columns");
+  if (M == 0 || cols == 0) return;
+#ifdef GATECELL_X86_AVX2
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (b.packed() && split % kPanel == 0) {  // each panel in one array: written in place
+      gemm_avx2(a, b, Dest{c, ldc, split / kPanel, c2, ldc2}, accumulate);
+      return;
+    }
+  }
+#endif
+  // A panel across the split, or Eigen (whose order depends on the sizes): C gathered, multiplied
+  // whole, and put back.
+  Buffer<Scalar> whole(M * cols);
+  for (index_t r = 0; r < M; ++r) {
+    std::copy(c + r * ldc, c + r * ldc + split, whole.data() + r * cols);
+    std::copy(c2 + r * ldc2, c2 + r * ldc2 + cols - split, whole.data() + r * cols + split);
+  }
+  gemm(a, b, whole.data(), cols, accumulate);
+  for (index_t r = 0; r < M; ++r) {
+    std::copy(whole.data() + r * cols, whole.data() + r * cols + split, c + r * ldc);
+    std::copy(whole.data() + r * cols + split, whole.data() + (r + 1) * cols, c2 + r * ldc2);
   }
 }
 
@@ -688,5 +738,9 @@ template class PackedMatrix<float>;
 template class PackedMatrix<double>;
 template void gemm<float>(const MatView<float>&, const PackedMatrix<float>&, float*, index_t, bool);
 template void gemm<double>(const MatView<double>&, const PackedMatrix<double>&, double*, index_t, bool);
+template void gemm<float>(const MatView<float>&, const PackedMatrix<float>&, index_t, float*, index_t, float*, index_t,
+                          bool);
+template void gemm<double>(const MatView<double>&, const PackedMatrix<double>&, index_t, double*, index_t, double*,
+                           index_t, bool);
 
 }  // namespace gatecell::detail

@@ -242,6 +242,51 @@ TEST_CASE_TEMPLATE("a B used once, packed k block by k block inside the GEMM, gi
   }
 }
 
+TEST_CASE_TEMPLATE("a product into two arrays gives the one-array product's columns", Scalar, float, double) {
+  // C = [C_0 | C_1] with C_0 and C_1 apart ([dW_ih | dW_hh]): splits on a panel boundary (written
+  // in place, the wide kernels of 1 to 8 rows stopping at it) or inside a panel (gathered), at
+  // either end; B packed or streamed (refer), one or two threads, with accumulation.
+  std::mt19937 rng(19);
+  const int threads = omp_get_max_threads();
+  const index_t K = 300, N = 100;
+  const std::vector<Scalar> w = random_values<Scalar>(K * N, rng);
+  PackedMatrix<Scalar> packed, streamed;
+  packed.pack({w.data(), K, N, N, 1});
+  streamed.refer({{w.data(), K, 40, N, 1}, {w.data() + 40, K, N - 40, N, 1}});
+  for (index_t split : {0, 16, 32, 48, 96, 40, 7, 100}) {
+    for (index_t M : {1, 2, 3, 4, 8, 13, 40}) {
+      const std::vector<Scalar> a = random_values<Scalar>(M * K, rng), c0 = random_values<Scalar>(M * N, rng);
+      for (const PackedMatrix<Scalar>* b : {&packed, &streamed}) {
+        for (int t : {1, 2}) {
+          gatecell::set_num_threads(t);
+          std::vector<Scalar> whole = c0;
+          gatecell::detail::gemm(a_view(a, M, K, true), *b, whole.data(), N, true);
+          const index_t ld0 = split + 3, ld1 = N - split + 5;  // gaps after each row: left alone
+          std::vector<Scalar> left(M * ld0, Scalar(-7)), right(M * ld1, Scalar(-7));
+          for (index_t i = 0; i < M; ++i) {
+            std::copy(c0.begin() + i * N, c0.begin() + i * N + split, left.begin() + i * ld0);
+            std::copy(c0.begin() + i * N + split, c0.begin() + (i + 1) * N, right.begin() + i * ld1);
+          }
+          gatecell::detail::gemm(a_view(a, M, K, true), *b, split, left.data(), ld0, right.data(), ld1, true);
+          INFO("split=" << split << " M=" << M << " streamed=" << (b == &streamed) << " threads=" << t);
+          bool same = true;
+          for (index_t i = 0; i < M; ++i) {
+            for (index_t j = 0; j < N; ++j)
+              same = same && (j < split ? left[i * ld0 + j] : right[i * ld1 + j - split]) == whole[i * N + j];
+            for (index_t j = split; j < ld0; ++j) same = same && left[i * ld0 + j] == Scalar(-7);
+            for (index_t j = N - split; j < ld1; ++j) same = same && right[i * ld1 + j] == Scalar(-7);
+          }
+          CHECK(same);
+        }
+      }
+    }
+  }
+  gatecell::set_num_threads(threads);
+  std::vector<Scalar> c(N);
+  CHECK_THROWS_AS(gatecell::detail::gemm(a_view(w, 1, K, false), packed, N + 1, c.data(), N, c.data(), N, false),
+                  std::logic_error);
+}
+
 TEST_CASE("a stall pause starts at a repeated stall, doubles while stalls repeat, and resets") {
   using gatecell::detail::StallPause;
   using Clock = std::chrono::steady_clock;

@@ -363,19 +363,10 @@ void input_side_gradients(const DirectionBackward<Scalar>& a, index_t gate_rows,
   if (h_prev == nullptr) {
     gemm(da.t(), x, a.g.w_ih, in, true);
   } else {  // [dW_ih | dW_hh] += dA^T [x | h_prev]: each element the same sum as two products give
-    const index_t P = a.config->output_size(), width = in + P;
+    const index_t P = a.config->output_size();
     PackedMatrix<Scalar> xh;
     xh.refer({x, rows_view(h_prev, rows, P, P)});
-    Buffer<Scalar> dw(gate_rows * width);
-    for (index_t r = 0; r < gate_rows; ++r) {
-      std::copy(a.g.w_ih + r * in, a.g.w_ih + (r + 1) * in, dw.data() + r * width);
-      std::copy(dw_hh + r * P, dw_hh + (r + 1) * P, dw.data() + r * width + in);
-    }
-    gemm(da.t(), xh, dw.data(), width, true);
-    for (index_t r = 0; r < gate_rows; ++r) {
-      std::copy(dw.data() + r * width, dw.data() + r * width + in, a.g.w_ih + r * in);
-      std::copy(dw.data() + r * width + in, dw.data() + (r + 1) * width, dw_hh + r * P);
-    }
+    gemm(da.t(), xh, in, a.g.w_ih, in, dw_hh, P, true);
   }
   add_column_sums(da_all.data(), rows, gate_rows, ld_da, a.g.b_ih, same_b_hh ? a.g.b_hh : nullptr);
   gemm(da, rows_view(a.w.w_ih, gate_rows, in, in), a.dx.data, a.dx.ld, true);

@@ -97,6 +97,13 @@ class PackedMatrix {
 template <typename Scalar>
 void gemm(const MatView<Scalar>& a, const PackedMatrix<Scalar>& b, Scalar* c, index_t ldc, bool accumulate);
 
+// The same with C in two arrays: its columns [0, split) at c (rows ldc apart), the others at c2
+// (rows ldc2 apart); each element the same sum as the one-array form gives. (The weight gradients
+// [dW_ih | dW_hh] += dA^T [x | h_prev], one product that reads dA once.)
+template <typename Scalar>
+void gemm(const MatView<Scalar>& a, const PackedMatrix<Scalar>& b, index_t split, Scalar* c, index_t ldc, Scalar* c2,
+          index_t ldc2, bool accumulate);
+
 // True when every element of C comes out the same whichever block of A's rows a call gets (the
 // packed path: one FMA chain per element in fixed k blocks). Only then may the time loops give
 // each thread its own batch rows; Eigen's kernels pick their order by the operand sizes.
