@@ -425,8 +425,40 @@ GATECELL_TARGET_AVX2 void pack_group(const float* src, index_t rs, index_t cs, i
     for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[k * cs + i * rs];
 }
 
+// pack_a for an A whose columns are contiguous (rs = 1: dA^T in the weight gradients) in groups
+// of four to six rows: k by k, each k's run of the block's rows read once and put in every group.
+// Group by group (pack_group), each group would read a piece of every k's cache lines, and with k
+// 8 KiB apart (2048 gate rows) those lines share a few L1 sets: each group fetched them again.
+// Every k lies on other pages, where the hardware prefetcher stops: the lines kPrefetchK k ahead
+// are asked for in software (pack time in an LSTM 100-4-256-512 training step: 3.3% -> 1%).
+// Stores as pack_group's: eight lanes, the extra ones overwritten by the next k; the last k masked.
+constexpr index_t kPrefetchK = 8;
+GATECELL_TARGET_AVX2 void pack_a_by_k(const float* src, index_t cs, const RowGroups& groups, index_t kc, float* out) {
+  const __m256i step = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i wide = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(groups.base + 1)), step);
+  const __m256i narrow = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(groups.base)), step);
+  const index_t block_rows = groups.start(groups.count);
+  for (index_t k = 0; k < kc; ++k, src += cs) {
+    if (k + kPrefetchK < kc)
+      for (index_t r = 0; r < block_rows; r += 16)
+        _mm_prefetch(reinterpret_cast<const char*>(src + kPrefetchK * cs + r), _MM_HINT_T0);
+    for (index_t g = 0; g < groups.count; ++g) {
+      const index_t first = groups.start(g), rows = groups.size(g);
+      const __m256i lanes = g < groups.extra ? wide : narrow;
+      const __m256 v = _mm256_maskload_ps(src + first, lanes);
+      float* dst = out + first * kc + k * rows;
+      if (k + 1 < kc) _mm256_storeu_ps(dst, v);
+      else _mm256_maskstore_ps(dst, lanes, v);
+    }
+  }
+}
+
 void pack_a(const MatView<float>& a, index_t m0, index_t m1, index_t k0, index_t kc, float* out) {
   const RowGroups groups(m1 - m0);
+  if (a.rs == 1 && a.cs != 1 && groups.base >= 4) {
+    pack_a_by_k(a.data + m0 + k0 * a.cs, a.cs, groups, kc, out);
+    return;
+  }
   for (index_t g = 0; g < groups.count; ++g) {
     const index_t first = m0 + groups.start(g);
     const float* src = a.data + first * a.rs + k0 * a.cs;
