@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
-// Small-batch inference split by units over a team of threads (detail/batch_split.hpp).
+// Small-batch forward passes split by units over a team of threads (detail/batch_split.hpp).
 // Equation numbers refer to rnn.cpp (R), lstm.cpp (L) and gru.cpp (G).
 //
 // With a few sequences (fewer than a row team needs), a step is one small GEMM h_prev W_hh^T
 // whose weights outgrow L2, then the gate math. Forking that GEMM over the threads at every step
 // leaves the gate math on one thread and joins the team twice per step; here each thread keeps
 // its units' columns of W_hh^T and W_ih^T for the whole sequence and runs their GEMMs and gate
-// math for every sequence, and the team meets once per step (run_unit_team).
+// math for every sequence, and the team meets once per step (run_unit_team). In training each
+// thread also records its units' part of the cache (gates, states entering and leaving the step).
 // Every value is the one the unsplit kernels compute: the GEMM sums each element in one chain
 // whichever columns a call covers, and the gate math runs the same row kernels on the same
 // operands, each unit in the same vector lane (slices start at multiples of 8).
@@ -52,6 +53,7 @@ class BatchSlice {
       for (index_t n = 0; n < N_; ++n) std::copy(a.c0 + n * H_ + j0_, a.c0 + n * H_ + j0_ + U_, c_.data() + n * U_);
     hp_.resize(N_ * GU_);
     x_gates_.resize(kWindowSteps * N_ * GU_);
+    if (a.cache != nullptr && a.config->kind == CellKind::gru) hn_.resize(U_);
   }
 
   // Step k (time t) of the slice's units for every sequence: from h_[k % 2] (the whole h_prev)
@@ -63,30 +65,43 @@ class BatchSlice {
     if (k / kWindowSteps != window_) project_window(k / kWindowSteps);
     gemm(rows_view(h_prev, N_, H_, H_), *w_hh_t_, hp_.data(), GU_, false);  // (R1), (L1), (G2)-(G3), recurrent half
     const CellKind kind = a_.config->kind;
+    LayerCache<Scalar>* cache = a_.cache;
     for (index_t n = 0; n < N_; ++n) {
       Scalar* y = a_.y.at(a_.lay, t, n) + j0_;
       const Scalar* h_row = h_prev + n * H_ + j0_;
       Scalar* h_out = h_next + n * H_ + j0_;
       Scalar* hp = hp_.data() + n * GU_;
+      Scalar* c = kind == CellKind::lstm ? c_.data() + n * U_ : nullptr;
+      const index_t row = a_.lay.row(t, n);  // in the cache's [rows, width] records: row * width + j0
+      if (cache != nullptr) {
+        std::copy(h_row, h_row + U_, cache->h_prev.data() + row * H_ + j0_);
+        if (c != nullptr) std::copy(c, c + U_, cache->c_prev.data() + row * H_ + j0_);
+      }
       if (!a_.active(t, n)) {
         std::fill(y, y + U_, Scalar(0));
         std::copy(h_row, h_row + U_, h_out);
+        if (c != nullptr && cache != nullptr) std::copy(c, c + U_, cache->c.data() + row * H_ + j0_);
         continue;
       }
       Scalar* gate = x_gates_.data() + ((t - t_lo_) * N_ + n) * GU_;
       const Scalar* b_hh = b_hh_.empty() ? nullptr : b_hh_.data();
       if (kind == CellKind::lstm) {
-        Scalar* c = c_.data() + n * U_;
         lstm_row_forward(gate, hp, c, c, h_out, U_, b_hh);  // (L2)-(L4)
+        if (cache != nullptr) std::copy(c, c + U_, cache->c.data() + row * H_ + j0_);
       } else {
         if (b_hh != nullptr) VectorMap<Scalar>(hp, GU_).noalias() += ConstVectorMap<Scalar>(b_hh, GU_);
         if (kind == CellKind::gru) {
           std::copy(h_row, h_row + U_, h_out);
-          gru_row_forward_lbr(gate, hp, h_out, static_cast<Scalar*>(nullptr), U_);  // (G2), (G3), (G5)
+          Scalar* hn = cache != nullptr ? hn_.data() : nullptr;  // W_hn h_prev + b_hn, for the backward pass
+          gru_row_forward_lbr(gate, hp, h_out, hn, U_);  // (G2), (G3), (G5)
+          if (hn != nullptr) std::copy(hn, hn + U_, cache->hn.data() + row * H_ + j0_);
         } else {
           rnn_row_forward(gate, hp, h_out, U_, kind == CellKind::rnn_relu);  // (R2)
         }
       }
+      if (cache != nullptr)  // the activated gates, gate q of the slice at q * U, of the cell at q * H
+        for (index_t q = 0; q < gates_; ++q)
+          std::copy(gate + q * U_, gate + (q + 1) * U_, cache->gates.data() + row * gates_ * H_ + q * H_ + j0_);
       std::copy(h_out, h_out + U_, y);
     }
     return true;
@@ -113,6 +128,7 @@ class BatchSlice {
   std::shared_ptr<const PackedMatrix<Scalar>> w_ih_t_, w_hh_t_;  // [in, gates * U], [H, gates * U]
   std::vector<Scalar> b_ih_, b_hh_, c_;   // [gates * U] the slice's parts of the biases, or empty; [N, U]
   Buffer<Scalar> hp_, x_gates_, x_rows_;  // written before they are read
+  Buffer<Scalar> hn_;                     // [U] GRU in training: one row's W_hn h_prev + b_hn
   index_t window_ = -1, t_lo_ = 0;
 };
 
@@ -122,9 +138,10 @@ template <typename Scalar>
 int batch_unit_team(const DirectionForward<Scalar>& a) {
   const NetworkConfig& config = *a.config;
   const index_t N = a.lay.batch, H = config.hidden_size;
-  if (a.cache != nullptr || config.has_variants() || config.reverse || config.proj_size > 0) return 1;
+  if (config.has_variants() || config.reverse || config.proj_size > 0) return 1;
   if (config.kind == CellKind::gru && !config.linear_before_reset) return 1;
-  if (N < 2 || in_parallel() || !gemm_rows_independent<Scalar>() || row_team<Scalar>(N, *a.config) > 1) return 1;
+  // Batch-1 inference has the step kernel (step_kernel_applies); training splits batch 1 too.
+  if (N < 1 || in_parallel() || !gemm_rows_independent<Scalar>() || row_team<Scalar>(N, *a.config) > 1) return 1;
   if (split_pause().active()) return 1;
   // The batch-1 floor holds here too (2 threads, min ms of 100 steps, split vs forked GEMM): LSTM
   // B 2 H 64 (64 KiB) 0.31 vs 0.26, but GRU B 3 H 96 (108 KiB) 0.33 vs 0.37 and LSTM B 4 H 128
@@ -140,7 +157,16 @@ int batch_unit_team(const DirectionForward<Scalar>& a) {
 
 template <typename Scalar>
 void batch_split_direction_forward(const DirectionForward<Scalar>& a, int team) {
-  const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps;
+  const index_t H = a.config->hidden_size, N = a.lay.batch, T = a.lay.steps, rows = a.lay.rows();
+  if (LayerCache<Scalar>* cache = a.cache; cache != nullptr) {  // each slice writes its units' columns
+    cache->gates.resize(rows * a.config->gates() * H);
+    cache->h_prev.resize(rows * H);
+    if (a.config->kind == CellKind::lstm) {
+      cache->c_prev.resize(rows * H);
+      cache->c.resize(rows * H);
+    }
+    if (a.config->kind == CellKind::gru) cache->hn.resize(rows * H);
+  }
   std::vector<Scalar> h0, h1(N * H);
   load_state(a.h0, N * H, h0);
   Scalar* const h[2] = {h0.data(), h1.data()};

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""Inference of a few sequences (fewer than a row team of threads needs) with large weights splits
-every step by units over the threads (cpp/src/batch_split.cpp): each thread keeps its units'
-columns of W_ih^T and W_hh^T and runs their products and gate math for every sequence, with a
-barrier per step. Its results must be the single-threaded kernels' bit for bit, for every cell it
+"""The forward pass of a few sequences (fewer than a row team of threads needs) with large weights
+splits every step by units over the threads (cpp/src/batch_split.cpp): each thread keeps its
+units' columns of W_ih^T and W_hh^T and runs their products and gate math for every sequence, with
+a barrier per step; in training it also records its units' part of the cache. Its results (and in
+training every gradient) must be the single-threaded kernels' bit for bit, for every cell it
 takes, with lengths, initial states, either layout, stacked layers, and when the first thread
 takes over every slice (another thread lost its core on a busy machine)."""
 
@@ -41,6 +42,21 @@ def _ids(case):
     return f"{kind}-I{I}-H{H}-N{N}"
 
 
+def _inputs(m, name, N, T, I, batch_first, with_state, with_lengths, rng):
+    """x, the initial state (or None) and lengths (or None: else one sequence ends at step 5)."""
+    x = rng.standard_normal((N, T, I) if batch_first else (T, N, I)).astype(np.float32)
+    state = None
+    if with_state:
+        h_shape, c_shape = m._state_shapes(N)
+        h0 = rng.standard_normal(h_shape).astype(np.float32)
+        state = (h0, rng.standard_normal(c_shape).astype(np.float32)) if name == "LSTM" else h0
+    lengths = None
+    if with_lengths:
+        lengths = rng.integers(1, T + 1, size=N)
+        lengths[0] = 5
+    return x, state, lengths
+
+
 def _run(m, x, state, lengths, threads, patience):
     gc.set_num_threads(threads)
     _core._set_split_patience(patience)  # also ends a pause left by a run whose team fell back
@@ -58,16 +74,9 @@ def test_split_matches_one_thread(case, options, patience):
     m = getattr(gc, name)(I, H, num_layers=layers, batch_first=batch_first, seed=I + H + options, **extra).eval()
     rng = np.random.default_rng(H * 17 + options)
     T = 71  # three windows of projections, the last one short
-    x = rng.standard_normal((N, T, I) if batch_first else (T, N, I)).astype(np.float32)
-    state = None
-    if with_state:
-        h_shape, c_shape = m._state_shapes(N)
-        h0 = rng.standard_normal(h_shape).astype(np.float32)
-        state = (h0, rng.standard_normal(c_shape).astype(np.float32)) if name == "LSTM" else h0
-    lengths = None
+    x, state, lengths = _inputs(m, name, N, T, I, batch_first, with_state, with_lengths, rng)
     if with_lengths:  # one sequence ends inside the first window, one at T
-        lengths = rng.integers(1, T + 1, size=N)
-        lengths[0], lengths[-1] = 5, T
+        lengths[-1] = T
     before = gc.get_num_threads()
     try:
         one = _run(m, x, state, lengths, 1, 100.0)
@@ -114,15 +123,51 @@ def test_no_split_where_it_does_not_apply(kind, kwargs, N, H):
     assert one.tobytes() == two.tobytes()
 
 
-def test_training_forward_does_not_split():
-    """Training keeps every step's activations for backward: the split is for inference only."""
-    m = gc.LSTM(16, 200, seed=1)
-    x = np.random.default_rng(3).standard_normal((9, 3, 16)).astype(np.float32)
+def _train(make, x, state, lengths, dy, threads, patience):
+    """Forward in training mode, then backward: every output, final state and gradient. A new
+    model each time (the same weights): the cache must not hold an earlier call's values."""
+    gc.set_num_threads(threads)
+    _core._set_split_patience(patience)
+    m = make()
+    out, final = m(x, state, lengths)
+    dx, dstate = m.backward(dy)
+    flat = lambda s: list(s) if isinstance(s, tuple) else [s]  # noqa: E731
+    return [out, *flat(final), dx, *flat(dstate), *(g.copy() for g in m.grads.values())]
+
+
+# (kind, I, H, N): batch 1 splits in training (inference has the step kernel for it).
+TRAIN_CASES = [(kind, I, H, N) for kind, I, H, N in CASES] + [
+    ("lstm", 20, 256, 1), ("gru", 7, 200, 1), ("rnn-tanh", 30, 400, 1)]
+
+
+@pytest.mark.parametrize("patience", [100.0, -1.0], ids=["split", "alone"])
+@pytest.mark.parametrize("options", [0, 5, 10, 15])
+@pytest.mark.parametrize("case", TRAIN_CASES, ids=_ids)
+def test_training_split_matches_one_thread(case, options, patience):
+    """Training splits the forward pass too: each thread records its units' part of the cache
+    (activated gates, h and c entering and leaving each step, GRU's W_hn h_prev + b_hn), and the
+    backward pass then gives every gradient bit for bit as at one thread."""
+    kind, I, H, N = case
+    batch_first, with_state, with_lengths, layers = OPTIONS[options]
+    name, extra = KINDS[kind]
+
+    def make():
+        return getattr(gc, name)(I, H, num_layers=layers, batch_first=batch_first, seed=I + H + options,
+                                 **extra).train()
+    m = make()
+    rng = np.random.default_rng(H * 13 + options)
+    T = 40  # two windows of projections, the second one short
+    x, state, lengths = _inputs(m, name, N, T, I, batch_first, with_state, with_lengths, rng)
+    dy = rng.standard_normal((N, T, H) if batch_first else (T, N, H)).astype(np.float32)
     before = gc.get_num_threads()
     try:
-        gc.set_num_threads(2)
+        one = _train(make, x, state, lengths, dy, 1, 100.0)
         runs_before = _core._split_runs()
-        m(x)
-        assert _core._split_runs() == runs_before
+        for threads in (2, 3):
+            many = _train(make, x, state, lengths, dy, threads, patience)
+            for k, (a, b) in enumerate(zip(one, many)):
+                assert a.tobytes() == b.tobytes(), f"array {k} differs between 1 and {threads} threads"
+        assert _core._split_runs() - runs_before == 2 * layers
     finally:
         gc.set_num_threads(before)
+        _core._set_split_patience(100.0)

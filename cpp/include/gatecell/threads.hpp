@@ -21,8 +21,8 @@ int get_num_threads();
 const char* simd_path();
 
 namespace detail {
-// Inference with large weights and too few sequences to give each thread its own (batch 1, or a
-// few sequences) splits every step by units over the threads; a thread kept waiting at a step's
+// A forward pass with large weights and too few sequences to give each thread its own (batch 1,
+// or a few sequences; in training too) splits every step by units over the threads; a thread kept waiting at a step's
 // barrier longer than this (default 100 us) plus four times its own work in the step, twice,
 // takes it that another thread lost its core, and the first thread then runs every slice alone
 // (and the calling thread's next calls do not split for a while). For tests, which lower it to

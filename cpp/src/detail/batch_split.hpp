@@ -1,16 +1,16 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// Inference of a few sequences at once with each step split by units over a team of threads
-// (batch_split.cpp): where a row team would leave threads idle (fewer sequences than it needs)
-// and the weights are large enough to pay for a barrier per step.
+// The forward pass of a few sequences at once (inference or training) with each step split by
+// units over a team of threads (batch_split.cpp): where a row team would leave threads idle (fewer
+// sequences than it needs) and the weights are large enough to pay for a barrier per step.
 
 #include "detail/direction.hpp"
 
 namespace gatecell::detail {
 
 // Threads that share each step of the direction by units: 1 when the split does not apply
-// (training, cell variants, an LSTM projection, the original GRU, ONNX's reverse direction,
-// batch 1 or a batch a row team takes, nested parallelism, small weights).
+// (cell variants, an LSTM projection, the original GRU, ONNX's reverse direction, a batch a row
+// team takes, nested parallelism, small weights).
 template <typename Scalar>
 int batch_unit_team(const DirectionForward<Scalar>& a);
 
