@@ -132,6 +132,100 @@ class BatchSlice {
   index_t window_ = -1, t_lo_ = 0;
 };
 
+// One thread's share of the backward step loop (LSTM or RNN): the units [j0, j0 + U) of every
+// sequence. Step k runs, for the step before it, dh_prev = dA W_hh for the slice's columns of
+// W_hh (which needs every unit's dA of that step: the team met in between), then the gate math
+// of step k for the slice's units, which needs only their dh and dc. Step T is the last product.
+template <typename Scalar>
+class BackwardSlice {
+ public:
+  BackwardSlice(const DirectionBackward<Scalar>& a, Scalar* da, index_t j0, index_t j1)
+      : a_(a), da_(da), H_(a.config->hidden_size), N_(a.lay.batch), G_(a.config->gates() * H_), j0_(j0),
+        U_(j1 - j0), lstm_(a.config->kind == CellKind::lstm) {
+    w_hh_.pack(MatView<Scalar>{a.w.w_hh + j0_, G_, U_, H_, 1});  // W_hh [G, H], the slice's columns
+    take_units(a.dh_n, dh_);
+    dh_next_.resize(N_ * U_);
+    if (lstm_) {
+      take_units(a.dc_n, dc_);
+      gate_.resize(G_ / H_ * U_);
+      d_.resize(G_ / H_ * U_);
+      tanh_c_.resize(U_);
+    }
+  }
+
+  bool step(index_t k) {
+    const index_t T = a_.lay.steps;
+    if (k > 0) {  // (L1), (R1): dh_prev = dA W_hh for the step before
+      const index_t t = a_.step_at(T - k);
+      gemm(step_view(static_cast<const Scalar*>(da_), G_, a_.lay, t), w_hh_, dh_next_.data(), U_, false);
+      for (index_t n = 0; n < N_; ++n)  // sequences already finished keep carrying dh unchanged
+        if (a_.active(t, n)) std::copy(dh_next_.data() + n * U_, dh_next_.data() + (n + 1) * U_, dh_.data() + n * U_);
+    }
+    if (k == T) return false;
+    const index_t t = a_.step_at(T - 1 - k);
+    const index_t q_count = G_ / H_;
+    for (index_t n = 0; n < N_; ++n) {
+      const index_t row = a_.lay.row(t, n);
+      Scalar* d = da_ + row * G_ + j0_;  // gate q's units at q * H
+      if (!a_.active(t, n)) {  // the step did nothing: dA is zero
+        for (index_t q = 0; q < q_count; ++q) std::fill(d + q * H_, d + q * H_ + U_, Scalar(0));
+        continue;
+      }
+      const Scalar* gates = a_.cache->gates.data() + row * G_ + j0_;
+      const Scalar* dy = a_.dy.data != nullptr ? a_.dy.at(a_.lay, t, n) + j0_ : nullptr;
+      const Scalar* dh = dh_.data() + n * U_;
+      if (lstm_) {  // (L4)-(L2) on the slice's units, gathered as a cell of U units
+        for (index_t q = 0; q < q_count; ++q) std::copy(gates + q * H_, gates + q * H_ + U_, gate_.data() + q * U_);
+        tanh_row(a_.cache->c.data() + row * H_ + j0_, tanh_c_.data(), U_);
+        lstm_row_backward(gate_.data(), tanh_c_.data(), a_.cache->c_prev.data() + row * H_ + j0_, dh, dy,
+                          dc_.data() + n * U_, d_.data(), U_);
+        for (index_t q = 0; q < q_count; ++q) std::copy(d_.data() + q * U_, d_.data() + (q + 1) * U_, d + q * H_);
+      } else {
+        rnn_row_backward(gates, dh, dy, d, U_, a_.config->kind == CellKind::rnn_relu);  // (R2)
+      }
+    }
+    return true;
+  }
+
+  // The slice's units of dh0 and dc0.
+  void copy_out() const {
+    for (index_t n = 0; n < N_; ++n) {
+      std::copy(dh_.data() + n * U_, dh_.data() + (n + 1) * U_, a_.dh0 + n * H_ + j0_);
+      if (lstm_ && a_.dc0 != nullptr) std::copy(dc_.data() + n * U_, dc_.data() + (n + 1) * U_, a_.dc0 + n * H_ + j0_);
+    }
+  }
+
+ private:
+  // The slice's units of a [N, H] state (null: zeros) into out [N, U].
+  void take_units(const Scalar* state, std::vector<Scalar>& out) const {
+    out.assign(N_ * U_, Scalar(0));
+    if (state != nullptr)
+      for (index_t n = 0; n < N_; ++n) std::copy(state + n * H_ + j0_, state + n * H_ + j0_ + U_, out.data() + n * U_);
+  }
+
+  const DirectionBackward<Scalar>& a_;
+  Scalar* da_;  // [rows, G] shared by the team: each slice writes its units' columns
+  index_t H_, N_, G_, j0_, U_;
+  bool lstm_;
+  PackedMatrix<Scalar> w_hh_;
+  std::vector<Scalar> dh_, dc_, dh_next_;  // [N, U]
+  std::vector<Scalar> gate_, d_, tanh_c_;  // one row's gates and dA [gates * U], tanh(c) [U]
+};
+
+// Recurrent weights past which batch 1's backward loop does not split (backward_unit_team).
+constexpr index_t kSplitBatch1Bytes = 2 << 20;
+
+// Threads for a split of H units in slices of kSliceAlign, each kSplitUnits wide at least.
+int unit_team_size(index_t H) {
+  for (index_t nt = std::min<index_t>(omp_get_max_threads(), H / kSplitUnits); nt > 1; --nt) {
+    index_t narrowest = H;
+    for (index_t id = 0; id < nt; ++id)
+      narrowest = std::min(narrowest, slice_start(H, id + 1, nt, kSliceAlign) - slice_start(H, id, nt, kSliceAlign));
+    if (narrowest >= kSplitUnits) return static_cast<int>(nt);
+  }
+  return 1;
+}
+
 }  // namespace
 
 template <typename Scalar>
@@ -147,12 +241,36 @@ int batch_unit_team(const DirectionForward<Scalar>& a) {
   // B 2 H 64 (64 KiB) 0.31 vs 0.26, but GRU B 3 H 96 (108 KiB) 0.33 vs 0.37 and LSTM B 4 H 128
   // (256 KiB) 0.95 vs 1.27.
   if (config.gates() * H * H * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
-  for (index_t nt = std::min<index_t>(omp_get_max_threads(), H / kSplitUnits); nt > 1; --nt) {
-    index_t narrowest = H;
-    for (index_t id = 0; id < nt; ++id) narrowest = std::min(narrowest, slice_start(H, id + 1, nt, kSliceAlign) - slice_start(H, id, nt, kSliceAlign));
-    if (narrowest >= kSplitUnits) return static_cast<int>(nt);
-  }
-  return 1;
+  return unit_team_size(H);
+}
+
+template <typename Scalar>
+int backward_unit_team(const DirectionBackward<Scalar>& a) {
+  const NetworkConfig& config = *a.config;
+  const index_t N = a.lay.batch, H = config.hidden_size;
+  if (config.has_variants() || config.reverse || config.proj_size > 0 || config.kind == CellKind::gru) return 1;
+  if (a.record_dh != nullptr || a.record_dc != nullptr) return 1;  // introspection: the unsplit loop records
+  if (N < 1 || in_parallel() || !gemm_rows_independent<Scalar>() || row_team<Scalar>(N, config) > 1) return 1;
+  if (split_pause().active()) return 1;
+  const index_t weights = config.gates() * H * H * static_cast<index_t>(sizeof(Scalar));
+  // 2 threads, training step, median ms, split backward vs forked GEMM: LSTM T 100 I 64 H 128
+  // B 4 0.73 vs 0.80, B 1 H 256 1.10 vs 1.51; RNN T 200 B 1 I 64 H 512 1.55 vs 2.4; LSTM T 200
+  // I 256 H 512 B 2 13.8 vs 15.1. With batch 1 and W_hh past 2 MiB the split gains nothing (LSTM
+  // T 100 I 256 H 384 and 448, 2.25 and 3 MiB: within 3% either way) or loses (LSTM T 200 I 256
+  // H 512: 11.4 vs 10.8).
+  if (weights < kSplitBytes || (N == 1 && weights > kSplitBatch1Bytes)) return 1;
+  return unit_team_size(H);
+}
+
+template <typename Scalar>
+void batch_split_direction_backward(const DirectionBackward<Scalar>& a, Scalar* da, int team) {
+  const index_t H = a.config->hidden_size;
+  const auto slices = run_unit_team<BackwardSlice<Scalar>>(team, a.lay.steps + 1, [&](index_t id, index_t nt) {
+    return std::make_unique<BackwardSlice<Scalar>>(a, da, slice_start(H, id, nt, kSliceAlign),
+                                                  slice_start(H, id + 1, nt, kSliceAlign));
+  });
+  for (const auto& slice : slices)
+    if (slice != nullptr) slice->copy_out();  // the runtime may have started fewer
 }
 
 template <typename Scalar>
@@ -184,5 +302,9 @@ template int batch_unit_team<float>(const DirectionForward<float>&);
 template int batch_unit_team<double>(const DirectionForward<double>&);
 template void batch_split_direction_forward<float>(const DirectionForward<float>&, int);
 template void batch_split_direction_forward<double>(const DirectionForward<double>&, int);
+template int backward_unit_team<float>(const DirectionBackward<float>&);
+template int backward_unit_team<double>(const DirectionBackward<double>&);
+template void batch_split_direction_backward<float>(const DirectionBackward<float>&, float*, int);
+template void batch_split_direction_backward<double>(const DirectionBackward<double>&, double*, int);
 
 }  // namespace gatecell::detail

@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "detail/activations.hpp"
+#include "detail/batch_split.hpp"
 #include "detail/cell_math.hpp"
 #include "detail/direction.hpp"
 
@@ -115,12 +116,16 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
   da.resize(a.lay.rows() * G);  // no zero fill: the step loop writes every row (tens of MiB a call)
   dh_seq.assign(proj ? a.lay.rows() * P : 0, Scalar(0));
   const Seq<Scalar> da_seq{da.data(), G, G};
+  const int unit_team = backward_unit_team(a);  // > 1: the step loop split by units (batch_split.cpp)
   PackedMatrix<Scalar> w_hh_p, w_hr_p;
-  w_hh_p.pack(rows_view(a.w.w_hh, G, P, P));
+  if (unit_team == 1) w_hh_p.pack(rows_view(a.w.w_hh, G, P, P));  // each slice packs its own columns
   if (proj) w_hr_p.pack(rows_view(a.w.w_hr, P, H, H));
 
-  // The dh and dc recurrences of rows n need only rows n: each thread carries its own block.
-  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
+  // A few sequences with large weights: each thread takes a slice of the units at every step.
+  // Otherwise the dh and dc recurrences of rows n need only rows n: each thread carries its own
+  // block of rows.
+  if (unit_team > 1) batch_split_direction_backward(a, da.data(), unit_team);
+  else for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     std::vector<Scalar> dh, dc, dh_next(nb * P), dm(proj ? nb * H : 0);
     load_state(a.dh_n, P, n0, n1, dh);

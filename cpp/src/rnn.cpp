@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "detail/activations.hpp"
+#include "detail/batch_split.hpp"
 #include "detail/cell_math.hpp"
 #include "detail/direction.hpp"
 
@@ -68,11 +69,14 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
   std::vector<Scalar>& da = cache.da;  // kept in the cache between calls
   da.resize(a.lay.rows() * H);  // no zero fill: the step loop writes every row
   const Seq<Scalar> da_seq{da.data(), H, H};
+  const int unit_team = backward_unit_team(a);  // > 1: the step loop split by units (batch_split.cpp)
   PackedMatrix<Scalar> w_hh_p;
-  w_hh_p.pack(rows_view(a.w.w_hh, H, H, H));
+  if (unit_team == 1) w_hh_p.pack(rows_view(a.w.w_hh, H, H, H));  // each slice packs its own columns
 
-  // The dh recurrence of rows n needs only rows n: each thread carries its own block.
-  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
+  // A few sequences with large weights: each thread takes a slice of the units at every step.
+  // Otherwise the dh recurrence of rows n needs only rows n: each thread carries its own block.
+  if (unit_team > 1) batch_split_direction_backward(a, da.data(), unit_team);
+  else for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     std::vector<Scalar> dh, dh_next(nb * H);
     load_state(a.dh_n, H, n0, n1, dh);
@@ -85,14 +89,8 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
           std::fill(d, d + H, Scalar(0));
           continue;
         }
-        const Scalar* h = gates.at(a.lay, t, n);
         const Scalar* dy = a.dy.data != nullptr ? a.dy.at(a.lay, t, n) : nullptr;
-        const Scalar* dh_row = dh.data() + (n - n0) * H;
-        for (index_t j = 0; j < H; ++j) {
-          const Scalar dh_j = dh_row[j] + (dy != nullptr ? dy[j] : Scalar(0));
-          // (R2) derivative from the output: 1 - h^2 for tanh, [h > 0] for relu
-          d[j] = use_relu ? (h[j] > Scalar(0) ? dh_j : Scalar(0)) : dh_j * (Scalar(1) - h[j] * h[j]);
-        }
+        rnn_row_backward(gates.at(a.lay, t, n), dh.data() + (n - n0) * H, dy, d, H, use_relu);  // (R2)
       }
       gemm(step_view(static_cast<const Scalar*>(da.data()), H, a.lay, t, n0, n1), w_hh_p, dh_next.data(), H,
            false);  // (R1)

@@ -21,12 +21,12 @@ int get_num_threads();
 const char* simd_path();
 
 namespace detail {
-// A forward pass with large weights and too few sequences to give each thread its own (batch 1,
-// or a few sequences; in training too) splits every step by units over the threads; a thread kept waiting at a step's
-// barrier longer than this (default 100 us) plus four times its own work in the step, twice,
-// takes it that another thread lost its core, and the first thread then runs every slice alone
-// (and the calling thread's next calls do not split for a while). For tests, which lower it to
-// force that switch; it also ends the calling thread's pause.
+// A forward pass (and the backward loop of LSTM and RNN) with large weights and too few sequences
+// to give each thread its own (batch 1, or a few sequences) splits every step by units over the
+// threads; a thread kept waiting at a step's barrier longer than this (default 100 us) plus four
+// times its own work in the step, twice, takes it that another thread lost its core, and the first
+// thread then runs every slice alone (and the calling thread's next calls do not split for a
+// while). For tests, which lower it to force that switch; it also ends the calling thread's pause.
 //   microseconds: >= -1 (ShapeError otherwise); -1: every wait counts as long
 void set_split_patience(double microseconds);
 

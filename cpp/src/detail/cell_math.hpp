@@ -29,6 +29,18 @@ inline void rnn_row_forward(Scalar* gate, const Scalar* hp, Scalar* h, index_t H
   }
 }
 
+// (R2) backwards: da = (dh + dy) * act'(a), from h = act(a). h: [H]; dh: [H]; dy: [H] or null;
+// da: out [H].
+template <typename Scalar>
+inline void rnn_row_backward(const Scalar* h, const Scalar* dh, const Scalar* dy, Scalar* da, index_t H,
+                             bool use_relu) {
+  for (index_t j = 0; j < H; ++j) {
+    const Scalar dh_j = dh[j] + (dy != nullptr ? dy[j] : Scalar(0));
+    // 1 - h^2 for tanh, [h > 0] for relu
+    da[j] = use_relu ? (h[j] > Scalar(0) ? dh_j : Scalar(0)) : dh_j * (Scalar(1) - h[j] * h[j]);
+  }
+}
+
 // (L2)-(L4). gate: in x W_ih^T (+ b_ih) [4H], out i f g o [4H]; hp: h_prev W_hh^T [4H];
 // c_prev: [H]; c: out [H] (may alias c_prev); m: out o * tanh(c) [H]; b_hh, b_ih: [4H] or null,
 // added on the fly (a = (gate + b_ih) + (hp + b_hh)), which saves the time loop a pass over hp per
