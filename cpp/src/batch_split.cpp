@@ -132,56 +132,74 @@ class BatchSlice {
   index_t window_ = -1, t_lo_ = 0;
 };
 
-// One thread's share of the backward step loop (LSTM or RNN): the units [j0, j0 + U) of every
-// sequence. Step k runs, for the step before it, dh_prev = dA W_hh for the slice's columns of
-// W_hh (which needs every unit's dA of that step: the team met in between), then the gate math
-// of step k for the slice's units, which needs only their dh and dc. Step T is the last product.
+// One thread's share of the backward step loop (LSTM, RNN, GRU with linear before reset): the
+// units [j0, j0 + U) of every sequence. Step k runs, for the step before it, dh_prev = dA W_hh
+// for the slice's columns of W_hh (which needs every unit's dA of that step: the team met in
+// between), then the gate math of step k for the slice's units, which needs only their dh (and
+// dc). Step T is the last product. The gate math runs on the slice's units gathered as a cell of
+// U units (gate q at q * U) and puts dA back in the cell's layout (gate q at q * H).
 template <typename Scalar>
 class BackwardSlice {
  public:
-  BackwardSlice(const DirectionBackward<Scalar>& a, Scalar* da, index_t j0, index_t j1)
-      : a_(a), da_(da), H_(a.config->hidden_size), N_(a.lay.batch), G_(a.config->gates() * H_), j0_(j0),
-        U_(j1 - j0), lstm_(a.config->kind == CellKind::lstm) {
+  BackwardSlice(const DirectionBackward<Scalar>& a, Scalar* da, Scalar* da_h, index_t j0, index_t j1)
+      : a_(a), da_(da), da_h_(da_h), H_(a.config->hidden_size), N_(a.lay.batch), G_(a.config->gates() * H_),
+        j0_(j0), U_(j1 - j0), kind_(a.config->kind) {
     w_hh_.pack(MatView<Scalar>{a.w.w_hh + j0_, G_, U_, H_, 1});  // W_hh [G, H], the slice's columns
     take_units(a.dh_n, dh_);
     dh_next_.resize(N_ * U_);
-    if (lstm_) {
+    if (kind_ == CellKind::lstm) {
       take_units(a.dc_n, dc_);
-      gate_.resize(G_ / H_ * U_);
-      d_.resize(G_ / H_ * U_);
       tanh_c_.resize(U_);
     }
+    if (kind_ == CellKind::gru) {
+      dh_direct_.resize(N_ * U_);
+      d_h_.resize(G_ / H_ * U_);
+    }
+    gate_.resize(G_ / H_ * U_);
+    d_.resize(G_ / H_ * U_);
   }
 
   bool step(index_t k) {
     const index_t T = a_.lay.steps;
-    if (k > 0) {  // (L1), (R1): dh_prev = dA W_hh for the step before
+    const bool gru = kind_ == CellKind::gru;
+    if (k > 0) {  // (L1), (R1), (G2)-(G3): dh_prev = dA W_hh for the step before
       const index_t t = a_.step_at(T - k);
-      gemm(step_view(static_cast<const Scalar*>(da_), G_, a_.lay, t), w_hh_, dh_next_.data(), U_, false);
+      gemm(step_view(static_cast<const Scalar*>(gru ? da_h_ : da_), G_, a_.lay, t), w_hh_, dh_next_.data(), U_,
+           false);
+      if (gru)  // (G5): h_prev's direct share
+        for (index_t i = 0; i < N_ * U_; ++i) dh_next_[i] += dh_direct_[i];
       for (index_t n = 0; n < N_; ++n)  // sequences already finished keep carrying dh unchanged
         if (a_.active(t, n)) std::copy(dh_next_.data() + n * U_, dh_next_.data() + (n + 1) * U_, dh_.data() + n * U_);
     }
     if (k == T) return false;
     const index_t t = a_.step_at(T - 1 - k);
-    const index_t q_count = G_ / H_;
     for (index_t n = 0; n < N_; ++n) {
       const index_t row = a_.lay.row(t, n);
       Scalar* d = da_ + row * G_ + j0_;  // gate q's units at q * H
+      Scalar* d_h = gru ? da_h_ + row * G_ + j0_ : nullptr;
       if (!a_.active(t, n)) {  // the step did nothing: dA is zero
-        for (index_t q = 0; q < q_count; ++q) std::fill(d + q * H_, d + q * H_ + U_, Scalar(0));
+        put_units(nullptr, d);
+        if (gru) put_units(nullptr, d_h);
         continue;
       }
       const Scalar* gates = a_.cache->gates.data() + row * G_ + j0_;
       const Scalar* dy = a_.dy.data != nullptr ? a_.dy.at(a_.lay, t, n) + j0_ : nullptr;
       const Scalar* dh = dh_.data() + n * U_;
-      if (lstm_) {  // (L4)-(L2) on the slice's units, gathered as a cell of U units
-        for (index_t q = 0; q < q_count; ++q) std::copy(gates + q * H_, gates + q * H_ + U_, gate_.data() + q * U_);
-        tanh_row(a_.cache->c.data() + row * H_ + j0_, tanh_c_.data(), U_);
-        lstm_row_backward(gate_.data(), tanh_c_.data(), a_.cache->c_prev.data() + row * H_ + j0_, dh, dy,
-                          dc_.data() + n * U_, d_.data(), U_);
-        for (index_t q = 0; q < q_count; ++q) std::copy(d_.data() + q * U_, d_.data() + (q + 1) * U_, d + q * H_);
+      const index_t unit = row * H_ + j0_;  // the slice's first unit in the cache's [rows, H] records
+      if (kind_ == CellKind::lstm) {  // (L4)-(L2)
+        take_gates(gates);
+        tanh_row(a_.cache->c.data() + unit, tanh_c_.data(), U_);
+        lstm_row_backward(gate_.data(), tanh_c_.data(), a_.cache->c_prev.data() + unit, dh, dy, dc_.data() + n * U_,
+                          d_.data(), U_);
+        put_units(d_.data(), d);
+      } else if (gru) {  // (G5)-(G2)
+        take_gates(gates);
+        gru_row_backward(gate_.data(), a_.cache->h_prev.data() + unit, a_.cache->hn.data() + unit, dh, dy,
+                         dh_direct_.data() + n * U_, d_.data(), d_h_.data(), U_);
+        put_units(d_.data(), d);
+        put_units(d_h_.data(), d_h);
       } else {
-        rnn_row_backward(gates, dh, dy, d, U_, a_.config->kind == CellKind::rnn_relu);  // (R2)
+        rnn_row_backward(gates, dh, dy, d, U_, kind_ == CellKind::rnn_relu);  // (R2)
       }
     }
     return true;
@@ -191,11 +209,23 @@ class BackwardSlice {
   void copy_out() const {
     for (index_t n = 0; n < N_; ++n) {
       std::copy(dh_.data() + n * U_, dh_.data() + (n + 1) * U_, a_.dh0 + n * H_ + j0_);
-      if (lstm_ && a_.dc0 != nullptr) std::copy(dc_.data() + n * U_, dc_.data() + (n + 1) * U_, a_.dc0 + n * H_ + j0_);
+      if (kind_ == CellKind::lstm && a_.dc0 != nullptr) std::copy(dc_.data() + n * U_, dc_.data() + (n + 1) * U_, a_.dc0 + n * H_ + j0_);
     }
   }
 
  private:
+  // One row's gates, the slice's units of each gate block, into gate_ ([gates * U]).
+  void take_gates(const Scalar* gates) {
+    for (index_t q = 0; q < G_ / H_; ++q) std::copy(gates + q * H_, gates + q * H_ + U_, gate_.data() + q * U_);
+  }
+  // [gates * U] (null: zeros) back into one row of a [rows, G] buffer, at `to` (the slice's first unit).
+  void put_units(const Scalar* from, Scalar* to) const {
+    for (index_t q = 0; q < G_ / H_; ++q) {
+      if (from == nullptr) std::fill(to + q * H_, to + q * H_ + U_, Scalar(0));
+      else std::copy(from + q * U_, from + (q + 1) * U_, to + q * H_);
+    }
+  }
+
   // The slice's units of a [N, H] state (null: zeros) into out [N, U].
   void take_units(const Scalar* state, std::vector<Scalar>& out) const {
     out.assign(N_ * U_, Scalar(0));
@@ -204,12 +234,12 @@ class BackwardSlice {
   }
 
   const DirectionBackward<Scalar>& a_;
-  Scalar* da_;  // [rows, G] shared by the team: each slice writes its units' columns
+  Scalar *da_, *da_h_;  // [rows, G] shared by the team (da_h: GRU's recurrent side), each slice its units
   index_t H_, N_, G_, j0_, U_;
-  bool lstm_;
+  CellKind kind_;
   PackedMatrix<Scalar> w_hh_;
-  std::vector<Scalar> dh_, dc_, dh_next_;  // [N, U]
-  std::vector<Scalar> gate_, d_, tanh_c_;  // one row's gates and dA [gates * U], tanh(c) [U]
+  std::vector<Scalar> dh_, dc_, dh_next_, dh_direct_;  // [N, U]
+  std::vector<Scalar> gate_, d_, d_h_, tanh_c_;        // one row's gates, dA, GRU's dA_h [gates * U]; tanh(c) [U]
 };
 
 // Recurrent weights past which batch 1's backward loop does not split (backward_unit_team).
@@ -248,7 +278,8 @@ template <typename Scalar>
 int backward_unit_team(const DirectionBackward<Scalar>& a) {
   const NetworkConfig& config = *a.config;
   const index_t N = a.lay.batch, H = config.hidden_size;
-  if (config.has_variants() || config.reverse || config.proj_size > 0 || config.kind == CellKind::gru) return 1;
+  if (config.has_variants() || config.reverse || config.proj_size > 0) return 1;
+  if (config.kind == CellKind::gru && !config.linear_before_reset) return 1;
   if (a.record_dh != nullptr || a.record_dc != nullptr) return 1;  // introspection: the unsplit loop records
   if (N < 1 || in_parallel() || !gemm_rows_independent<Scalar>() || row_team<Scalar>(N, config) > 1) return 1;
   if (split_pause().active()) return 1;
@@ -263,10 +294,10 @@ int backward_unit_team(const DirectionBackward<Scalar>& a) {
 }
 
 template <typename Scalar>
-void batch_split_direction_backward(const DirectionBackward<Scalar>& a, Scalar* da, int team) {
+void batch_split_direction_backward(const DirectionBackward<Scalar>& a, Scalar* da, Scalar* da_h, int team) {
   const index_t H = a.config->hidden_size;
   const auto slices = run_unit_team<BackwardSlice<Scalar>>(team, a.lay.steps + 1, [&](index_t id, index_t nt) {
-    return std::make_unique<BackwardSlice<Scalar>>(a, da, slice_start(H, id, nt, kSliceAlign),
+    return std::make_unique<BackwardSlice<Scalar>>(a, da, da_h, slice_start(H, id, nt, kSliceAlign),
                                                   slice_start(H, id + 1, nt, kSliceAlign));
   });
   for (const auto& slice : slices)
@@ -304,7 +335,7 @@ template void batch_split_direction_forward<float>(const DirectionForward<float>
 template void batch_split_direction_forward<double>(const DirectionForward<double>&, int);
 template int backward_unit_team<float>(const DirectionBackward<float>&);
 template int backward_unit_team<double>(const DirectionBackward<double>&);
-template void batch_split_direction_backward<float>(const DirectionBackward<float>&, float*, int);
-template void batch_split_direction_backward<double>(const DirectionBackward<double>&, double*, int);
+template void batch_split_direction_backward<float>(const DirectionBackward<float>&, float*, float*, int);
+template void batch_split_direction_backward<double>(const DirectionBackward<double>&, double*, double*, int);
 
 }  // namespace gatecell::detail

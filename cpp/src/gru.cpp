@@ -14,6 +14,7 @@
 #include <cmath>
 
 #include "detail/activations.hpp"
+#include "detail/batch_split.hpp"
 #include "detail/cell_math.hpp"
 #include "detail/direction.hpp"
 
@@ -111,12 +112,16 @@ void gru_direction_backward(const DirectionBackward<Scalar>& a) {
   da.resize(a.lay.rows() * G);  // no zero fill: the step loop writes every row (tens of MiB a call)
   da_h.resize(lbr ? a.lay.rows() * G : 0);
   const Seq<Scalar> da_seq{da.data(), G, G}, da_h_seq{da_h.data(), G, G};
+  const int unit_team = backward_unit_team(a);  // > 1: the step loop split by units (batch_split.cpp)
   PackedMatrix<Scalar> w_hh_p, w_hn_p;  // lbr: all of W_hh; original: its r z rows, then its n rows
-  w_hh_p.pack(rows_view(a.w.w_hh, lbr ? G : 2 * H, H, H));
+  if (unit_team == 1) w_hh_p.pack(rows_view(a.w.w_hh, lbr ? G : 2 * H, H, H));  // else each slice its columns
   if (!lbr) w_hn_p.pack(rows_view(a.w.w_hh + 2 * H * H, H, H, H));
 
-  // The dh recurrence of rows n needs only rows n: each thread carries its own block.
-  for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
+  // A few sequences with large weights (linear before reset): each thread takes a slice of the
+  // units at every step. Otherwise the dh recurrence of rows n needs only rows n: each thread
+  // carries its own block.
+  if (unit_team > 1) batch_split_direction_backward(a, da.data(), da_h.data(), unit_team);
+  else for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     std::vector<Scalar> dh, dh_direct(nb * H), dh_next(nb * H), drh(lbr ? 0 : nb * H);
     load_state(a.dh_n, H, n0, n1, dh);

@@ -124,7 +124,7 @@ void lstm_direction_backward(const DirectionBackward<Scalar>& a) {
   // A few sequences with large weights: each thread takes a slice of the units at every step.
   // Otherwise the dh and dc recurrences of rows n need only rows n: each thread carries its own
   // block of rows.
-  if (unit_team > 1) batch_split_direction_backward(a, da.data(), unit_team);
+  if (unit_team > 1) batch_split_direction_backward(a, da.data(), static_cast<Scalar*>(nullptr), unit_team);
   else for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     std::vector<Scalar> dh, dc, dh_next(nb * P), dm(proj ? nb * H : 0);

@@ -75,7 +75,7 @@ void rnn_direction_backward(const DirectionBackward<Scalar>& a) {
 
   // A few sequences with large weights: each thread takes a slice of the units at every step.
   // Otherwise the dh recurrence of rows n needs only rows n: each thread carries its own block.
-  if (unit_team > 1) batch_split_direction_backward(a, da.data(), unit_team);
+  if (unit_team > 1) batch_split_direction_backward(a, da.data(), static_cast<Scalar*>(nullptr), unit_team);
   else for_each_row_block(N, row_team<Scalar>(N, *a.config), [&](index_t n0, index_t n1) {
     const index_t nb = n1 - n0;
     std::vector<Scalar> dh, dh_next(nb * H);

@@ -147,8 +147,8 @@ TRAIN_CASES = [(kind, I, H, N) for kind, I, H, N in CASES] + [
 def test_training_split_matches_one_thread(case, options, patience):
     """Training splits the forward pass too, each thread recording its units' part of the cache
     (activated gates, h and c entering and leaving each step, GRU's W_hn h_prev + b_hn), and the
-    backward step loop of LSTM and RNN (each thread its units' dA, dh and dc, and its columns of
-    dA W_hh): every output and gradient comes out bit for bit as at one thread."""
+    backward step loop (each thread its units' dA, dh and dc, and its columns of dA W_hh): every
+    output and gradient comes out bit for bit as at one thread."""
     kind, I, H, N = case
     batch_first, with_state, with_lengths, layers = OPTIONS[options]
     name, extra = KINDS[kind]
@@ -169,8 +169,8 @@ def test_training_split_matches_one_thread(case, options, patience):
             many = _train(make, x, state, lengths, dy, threads, patience)
             for k, (a, b) in enumerate(zip(one, many)):
                 assert a.tobytes() == b.tobytes(), f"array {k} differs between 1 and {threads} threads"
-        # Each layer at each thread count split its forward pass, and (LSTM, RNN) its backward loop.
-        assert _core._split_runs() - runs_before == 2 * layers * (1 if kind == "gru" else 2)
+        # Each layer at each thread count split its forward pass and its backward loop.
+        assert _core._split_runs() - runs_before == 2 * layers * 2
     finally:
         gc.set_num_threads(before)
         _core._set_split_patience(100.0)

@@ -21,7 +21,7 @@ int get_num_threads();
 const char* simd_path();
 
 namespace detail {
-// A forward pass (and the backward loop of LSTM and RNN) with large weights and too few sequences
+// A forward pass (and in training the backward loop) with large weights and too few sequences
 // to give each thread its own (batch 1, or a few sequences) splits every step by units over the
 // threads; a thread kept waiting at a step's barrier longer than this (default 100 us) plus four
 // times its own work in the step, twice, takes it that another thread lost its core, and the first

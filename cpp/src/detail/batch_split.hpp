@@ -19,16 +19,16 @@ int batch_unit_team(const DirectionForward<Scalar>& a);
 template <typename Scalar>
 void batch_split_direction_forward(const DirectionForward<Scalar>& a, int team);
 
-// Threads that share each step of the backward loop by units, LSTM (no projection) and RNN: 1 when
-// the split does not apply (as batch_unit_team; also the GRU, introspection's records, and batch 1
-// with recurrent weights past 2 MiB, where it measured no faster).
+// Threads that share each step of the backward loop by units: 1 when the split does not apply
+// (as batch_unit_team; also introspection's records, and batch 1 with recurrent weights past
+// 2 MiB, where it measured no faster).
 template <typename Scalar>
 int backward_unit_team(const DirectionBackward<Scalar>& a);
 
 // The backward step loop on `team` threads (from backward_unit_team): dA of every step into da
-// ([rows, gates * H]), and dh0 (dc0); bit for bit the unsplit loop's. The weight gradients and dx
-// follow from da as after the unsplit loop.
+// ([rows, gates * H]; GRU: the recurrent side's into da_h, else null), and dh0 (dc0); bit for bit
+// the unsplit loop's. The weight gradients and dx follow from them as after the unsplit loop.
 template <typename Scalar>
-void batch_split_direction_backward(const DirectionBackward<Scalar>& a, Scalar* da, int team);
+void batch_split_direction_backward(const DirectionBackward<Scalar>& a, Scalar* da, Scalar* da_h, int team);
 
 }  // namespace gatecell::detail
