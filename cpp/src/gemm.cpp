@@ -45,7 +45,9 @@ namespace {
 // process on the other core). A GEMM that took far longer than its work should (kStallFactor
 // times the time at kSerialMacRate per thread, plus kStallSlack) sends the calling thread's GEMMs
 // to one thread for a while (StallPause); results are the same either way (fixed column panels).
-constexpr double kSerialMacRate = 20e9;  // multiply-adds per second of one thread: half this CPU's peak
+// Multiply-adds per second of one thread, low on purpose (an AVX2 core of Zen 3 reaches about 45e9,
+// an AVX-512 one of Zen 5 about 130e9): only a GEMM far slower than its work counts as stalled.
+constexpr double kSerialMacRate = 20e9;
 constexpr double kStallFactor = 5;
 constexpr double kStallSlack = 200e-6;   // seconds
 thread_local StallPause gemm_pause;
