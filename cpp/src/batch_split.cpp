@@ -209,7 +209,8 @@ class BackwardSlice {
   void copy_out() const {
     for (index_t n = 0; n < N_; ++n) {
       std::copy(dh_.data() + n * U_, dh_.data() + (n + 1) * U_, a_.dh0 + n * H_ + j0_);
-      if (kind_ == CellKind::lstm && a_.dc0 != nullptr) std::copy(dc_.data() + n * U_, dc_.data() + (n + 1) * U_, a_.dc0 + n * H_ + j0_);
+      if (kind_ == CellKind::lstm && a_.dc0 != nullptr)
+        std::copy(dc_.data() + n * U_, dc_.data() + (n + 1) * U_, a_.dc0 + n * H_ + j0_);
     }
   }
 
@@ -245,8 +246,19 @@ class BackwardSlice {
 // Recurrent weights past which batch 1's backward loop does not split (backward_unit_team).
 constexpr index_t kSplitBatch1Bytes = 2 << 20;
 
-// Threads for a split of H units in slices of kSliceAlign, each kSplitUnits wide at least.
-int unit_team_size(index_t H) {
+// The threads that split a direction's steps by units, forward or backward: 1 where the split
+// does not apply (see batch_unit_team), else as many as give slices of kSplitUnits or more.
+template <typename Scalar>
+int unit_team(const NetworkConfig& config, index_t N) {
+  const index_t H = config.hidden_size;
+  if (config.has_variants() || config.reverse || config.proj_size > 0) return 1;
+  if (config.kind == CellKind::gru && !config.linear_before_reset) return 1;
+  if (N < 1 || in_parallel() || !gemm_rows_independent<Scalar>() || row_team<Scalar>(N, config) > 1) return 1;
+  if (split_pause().active()) return 1;
+  // The batch-1 floor holds here too (2 threads, min ms of 100 steps, split vs forked GEMM): LSTM
+  // B 2 H 64 (64 KiB) 0.31 vs 0.26, but GRU B 3 H 96 (108 KiB) 0.33 vs 0.37 and LSTM B 4 H 128
+  // (256 KiB) 0.95 vs 1.27.
+  if (config.gates() * H * H * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
   for (index_t nt = std::min<index_t>(omp_get_max_threads(), H / kSplitUnits); nt > 1; --nt) {
     index_t narrowest = H;
     for (index_t id = 0; id < nt; ++id)
@@ -258,39 +270,24 @@ int unit_team_size(index_t H) {
 
 }  // namespace
 
+// Batch-1 inference has the step kernel (step_kernel_applies); training splits batch 1 too.
 template <typename Scalar>
 int batch_unit_team(const DirectionForward<Scalar>& a) {
-  const NetworkConfig& config = *a.config;
-  const index_t N = a.lay.batch, H = config.hidden_size;
-  if (config.has_variants() || config.reverse || config.proj_size > 0) return 1;
-  if (config.kind == CellKind::gru && !config.linear_before_reset) return 1;
-  // Batch-1 inference has the step kernel (step_kernel_applies); training splits batch 1 too.
-  if (N < 1 || in_parallel() || !gemm_rows_independent<Scalar>() || row_team<Scalar>(N, *a.config) > 1) return 1;
-  if (split_pause().active()) return 1;
-  // The batch-1 floor holds here too (2 threads, min ms of 100 steps, split vs forked GEMM): LSTM
-  // B 2 H 64 (64 KiB) 0.31 vs 0.26, but GRU B 3 H 96 (108 KiB) 0.33 vs 0.37 and LSTM B 4 H 128
-  // (256 KiB) 0.95 vs 1.27.
-  if (config.gates() * H * H * static_cast<index_t>(sizeof(Scalar)) < kSplitBytes) return 1;
-  return unit_team_size(H);
+  return unit_team<Scalar>(*a.config, a.lay.batch);
 }
 
 template <typename Scalar>
 int backward_unit_team(const DirectionBackward<Scalar>& a) {
-  const NetworkConfig& config = *a.config;
-  const index_t N = a.lay.batch, H = config.hidden_size;
-  if (config.has_variants() || config.reverse || config.proj_size > 0) return 1;
-  if (config.kind == CellKind::gru && !config.linear_before_reset) return 1;
+  const index_t H = a.config->hidden_size;
   if (a.record_dh != nullptr || a.record_dc != nullptr) return 1;  // introspection: the unsplit loop records
-  if (N < 1 || in_parallel() || !gemm_rows_independent<Scalar>() || row_team<Scalar>(N, config) > 1) return 1;
-  if (split_pause().active()) return 1;
-  const index_t weights = config.gates() * H * H * static_cast<index_t>(sizeof(Scalar));
   // 2 threads, training step, median ms, split backward vs forked GEMM: LSTM T 100 I 64 H 128
   // B 4 0.73 vs 0.80, B 1 H 256 1.10 vs 1.51; RNN T 200 B 1 I 64 H 512 1.55 vs 2.4; LSTM T 200
   // I 256 H 512 B 2 13.8 vs 15.1. With batch 1 and W_hh past 2 MiB the split gains nothing (LSTM
   // T 100 I 256 H 384 and 448, 2.25 and 3 MiB: within 3% either way) or loses (LSTM T 200 I 256
   // H 512: 11.4 vs 10.8).
-  if (weights < kSplitBytes || (N == 1 && weights > kSplitBatch1Bytes)) return 1;
-  return unit_team_size(H);
+  const index_t weights = a.config->gates() * H * H * static_cast<index_t>(sizeof(Scalar));
+  if (a.lay.batch == 1 && weights > kSplitBatch1Bytes) return 1;
+  return unit_team<Scalar>(*a.config, a.lay.batch);
 }
 
 template <typename Scalar>
