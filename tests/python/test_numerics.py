@@ -64,6 +64,42 @@ def test_sigmoid_extremes_in_a_cell():
         assert c[0, 0] == -1.0 and h[0, 0] == np.tanh(dtype(-1.0)), (dtype, h, c)
 
 
+# Cell variants whose gate math runs the ONNX activation kernels, with their clip.
+VARIANTS = {
+    "lstm_clip": (gc.LSTM, {"clip": 3.0}),
+    "lstm_hard_sigmoid_relu": (gc.LSTM, {"activations": ("HardSigmoid", "Relu", "Tanh")}),
+    "gru_relu_clip": (gc.GRU, {"activations": ("Sigmoid", "Relu"), "clip": 2.0}),
+    "rnn_relu_activation": (gc.RNN, {"activations": ("Relu",)}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KINDS) + sorted(VARIANTS))
+@pytest.mark.parametrize("mode", ["train", "eval", "eval-batch-1"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_nan_reaches_every_unit_on_the_vector_path(name, mode, threads):
+    """With H = 40 the float32 gate math runs in 16- or 8-float vector lanes, not the scalar tail. A
+    NaN in one element's input at step 1 must make every unit of that element's outputs NaN from
+    step 1 on, as torch's are: the clamps inside the vector tanh, sigmoid, relu and the gate clip
+    take the NaN as max/min's second operand, which those return for a NaN, and must not turn it
+    into a finite number. The other elements stay finite."""
+    cls, kw = (KINDS[name][0], KINDS[name][2]) if name in KINDS else VARIANTS[name]
+    N = 1 if mode == "eval-batch-1" else 3
+    bad = N - 1
+    m = cls(16, 40, seed=4, **kw)
+    m.train() if mode == "train" else m.eval()
+    x = np.random.default_rng(5).standard_normal((6, N, 16)).astype(np.float32)
+    x[1, bad, 0] = np.nan
+    before = gc.get_num_threads()
+    try:
+        gc.set_num_threads(threads)
+        out, _ = m(x)
+    finally:
+        gc.set_num_threads(before)
+    assert np.all(np.isnan(out[1:, bad])), f"{name}: a NaN input became finite in {np.sum(np.isfinite(out[1:, bad]))} outputs"
+    assert np.all(np.isfinite(out[0, bad]))
+    assert np.all(np.isfinite(np.delete(out, bad, axis=1)))
+
+
 def _nan_poison(m, is_lstm, x, state, dy, n_bad, where):
     x, dy = x.copy(), dy.copy()
     state = [s.copy() for s in state]

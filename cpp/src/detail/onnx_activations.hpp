@@ -60,7 +60,10 @@ struct Act {
     if constexpr (K == A::leaky_relu) return x >= Scalar(0) ? x : alpha * x;
     if constexpr (K == A::thresholded_relu) return x >= alpha ? x : Scalar(0);
     if constexpr (K == A::scaled_tanh) return alpha * std::tanh(beta * x);
-    if constexpr (K == A::hard_sigmoid) return std::min(Scalar(1), std::max(Scalar(0), alpha * x + beta));
+    if constexpr (K == A::hard_sigmoid) {  // written out so that a NaN passes, as on the vector path
+      const Scalar w = alpha * x + beta;
+      return w < Scalar(0) ? Scalar(0) : w > Scalar(1) ? Scalar(1) : w;
+    }
     if constexpr (K == A::elu) return x >= Scalar(0) ? x : alpha * std::expm1(x);
     if constexpr (K == A::softsign) return x / (Scalar(1) + std::abs(x));
     if constexpr (K == A::softplus)  // log(1 + e^x) without overflow for large x
@@ -94,10 +97,12 @@ struct Act {
   }
 };
 
-// clip(a): a limited to [-bound, bound]; bound 0 means no clip.
+// clip(a): a limited to [-bound, bound]; bound 0 means no clip. A NaN passes (std::max(-bound, NaN)
+// would give -bound).
 template <typename Scalar>
 inline Scalar clip_to(Scalar a, Scalar bound) {
-  return bound > Scalar(0) ? std::min(bound, std::max(-bound, a)) : a;
+  if (!(bound > Scalar(0))) return a;
+  return a < -bound ? -bound : a > bound ? bound : a;
 }
 
 // d clip(a) / da: zero where the clip holds the value at a bound.
@@ -164,7 +169,7 @@ GATECELL_TARGET_AVX2 inline ActConstants constants(const Act<float>& act, float 
 template <Activation K>
 GATECELL_TARGET_AVX2 inline V value8(const ActConstants& k, V v) {
   using A = Activation;
-  if constexpr (K == A::relu) return _mm256_max_ps(v, k.zero);
+  if constexpr (K == A::relu) return _mm256_max_ps(k.zero, v);  // v when NaN (max's second operand)
   if constexpr (K == A::tanh) return tanh8(v);
   if constexpr (K == A::sigmoid) return sigmoid8(v);
   if constexpr (K == A::affine) return _mm256_fmadd_ps(k.alpha, v, k.beta);
@@ -209,7 +214,7 @@ GATECELL_TARGET_AVX2 index_t act_row8(const Act<float>& act, float bound, const 
   index_t j = 0;
   for (; j + 8 <= n; j += 8) {
     V v = ld(x + j);
-    if (bound > 0.0f) v = _mm256_min_ps(_mm256_max_ps(v, k.lo), k.hi);
+    if (bound > 0.0f) v = _mm256_min_ps(k.hi, _mm256_max_ps(k.lo, v));  // v as second operand: a NaN passes
     st(y + j, value8<K>(k, v));
   }
   return j;
@@ -223,7 +228,7 @@ GATECELL_TARGET_AVX2 index_t act_gradient_row8(const Act<float>& act, float boun
   index_t j = 0;
   for (; j + 8 <= n; j += 8) {
     const V a = ld(x + j);
-    V du = _mm256_mul_ps(ld(u + j), slope8<K>(k, bound > 0.0f ? _mm256_min_ps(_mm256_max_ps(a, k.lo), k.hi) : a,
+    V du = _mm256_mul_ps(ld(u + j), slope8<K>(k, bound > 0.0f ? _mm256_min_ps(k.hi, _mm256_max_ps(k.lo, a)) : a,
                                                 ld(y + j)));
     // dclip is 0 or 1: a mask instead of a product
     if (bound > 0.0f)

@@ -17,9 +17,10 @@ using V = __m256;
 
 GATECELL_TARGET_AVX2 inline V set1(float v) { return _mm256_set1_ps(v); }
 
-// e^x, x clamped to [-87.3, 88.3] so that 2^n stays a normal float.
+// e^x, x clamped to [-87.3, 88.3] so that 2^n stays a normal float. The clamps take x as their
+// second operand, which max/min return when either is NaN: a NaN stays NaN (all clamps here).
 GATECELL_TARGET_AVX2 inline V exp8(V x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, set1(-87.3f)), set1(88.3f));
+  x = _mm256_min_ps(set1(88.3f), _mm256_max_ps(set1(-87.3f), x));
   const V n = _mm256_round_ps(_mm256_mul_ps(x, set1(1.44269504088896341f)),
                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   // r = x - n ln2, with ln2 split in two so that n * ln2_hi is exact.
@@ -48,7 +49,7 @@ inline constexpr float kTanhP[] = {-1.15642034e-13f, 6.36549702e-11f, -2.2314592
 inline constexpr float kTanhQ[] = {2.61297188e-04f, 2.46749949e-02f, 4.64576811e-01f, 1.0f};
 
 GATECELL_TARGET_AVX2 inline V tanh8(V x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, set1(-kTanhClamp)), set1(kTanhClamp));
+  x = _mm256_min_ps(set1(kTanhClamp), _mm256_max_ps(set1(-kTanhClamp), x));
   const V u = _mm256_mul_ps(x, x);
   V p = set1(kTanhP[0]);
 #pragma GCC unroll 8

@@ -19,7 +19,7 @@ GATECELL_TARGET_AVX512 inline void st(float* p, V v) { _mm512_storeu_ps(p, v); }
 
 // avx2::tanh8 on sixteen lanes.
 GATECELL_TARGET_AVX512 inline V tanh16(V x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, set1(-avx2::kTanhClamp)), set1(avx2::kTanhClamp));
+  x = _mm512_min_ps(set1(avx2::kTanhClamp), _mm512_max_ps(set1(-avx2::kTanhClamp), x));  // a NaN stays NaN
   const V u = _mm512_mul_ps(x, x);
   V p = set1(avx2::kTanhP[0]);
 #pragma GCC unroll 8
