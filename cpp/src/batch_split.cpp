@@ -33,6 +33,37 @@ constexpr index_t kWindowSteps = 32;
 // wide (but the last slice's), and PackedMatrix packs the blocks side by side without a copy.
 constexpr index_t kSliceAlign = 16;
 
+// A slice's units [j0, j0 + U) of the rows of a [rows, H] buffer (null: zeros) into out [rows, U].
+template <typename Scalar>
+void take_units(const Scalar* from, index_t rows, index_t H, index_t j0, index_t U, std::vector<Scalar>& out) {
+  out.assign(rows * U, Scalar(0));
+  if (from != nullptr)
+    for (index_t n = 0; n < rows; ++n) std::copy(from + n * H + j0, from + n * H + j0 + U, out.data() + n * U);
+}
+
+// The inverse: [rows, U] into the slice's columns of a [rows, H] buffer.
+template <typename Scalar>
+void put_units(const Scalar* from, index_t rows, index_t H, index_t j0, index_t U, Scalar* to) {
+  for (index_t n = 0; n < rows; ++n) std::copy(from + n * U, from + (n + 1) * U, to + n * H + j0);
+}
+
+// One row of `gates` gate blocks in the slice's layout ([gates * U], gate q at q * U; null: zeros)
+// into the cell's layout, gate q at q * H; `to` points at the slice's first unit of gate 0.
+template <typename Scalar>
+void put_gate_units(const Scalar* from, index_t gates, index_t H, index_t U, Scalar* to) {
+  for (index_t q = 0; q < gates; ++q) {
+    if (from == nullptr) std::fill(to + q * H, to + q * H + U, Scalar(0));
+    else std::copy(from + q * U, from + (q + 1) * U, to + q * H);
+  }
+}
+
+// The inverse: one row's gates in the cell's layout (`from` at the slice's first unit of gate 0)
+// into the slice's layout.
+template <typename Scalar>
+void take_gate_units(const Scalar* from, index_t gates, index_t H, index_t U, Scalar* to) {
+  for (index_t q = 0; q < gates; ++q) std::copy(from + q * H, from + q * H + U, to + q * U);
+}
+
 // One thread's share: the units [j0, j0 + U) of every sequence, with their columns of W_ih^T and
 // W_hh^T (the gate blocks packed side by side), their cell states and their window
 // of projections.
@@ -48,9 +79,7 @@ class BatchSlice {
     w_hh_t_ = kept_unit_rows(a.packs, a.w.w_hh, H_, gates_, H_, j0_, U_);
     b_ih_ = unit_bias(a.w.b_ih, gates_, H_, j0_, U_);
     b_hh_ = unit_bias(a.w.b_hh, gates_, H_, j0_, U_);
-    c_.assign(N_ * U_, Scalar(0));
-    if (a.config->kind == CellKind::lstm && a.c0 != nullptr)
-      for (index_t n = 0; n < N_; ++n) std::copy(a.c0 + n * H_ + j0_, a.c0 + n * H_ + j0_ + U_, c_.data() + n * U_);
+    take_units(a.config->kind == CellKind::lstm ? a.c0 : nullptr, N_, H_, j0_, U_, c_);
     hp_.resize(N_ * GU_);
     x_gates_.resize(kWindowSteps * N_ * GU_);
     if (a.cache != nullptr && a.config->kind == CellKind::gru) hn_.resize(U_);
@@ -99,18 +128,15 @@ class BatchSlice {
           rnn_row_forward(gate, hp, h_out, U_, kind == CellKind::rnn_relu);  // (R2)
         }
       }
-      if (cache != nullptr)  // the activated gates, gate q of the slice at q * U, of the cell at q * H
-        for (index_t q = 0; q < gates_; ++q)
-          std::copy(gate + q * U_, gate + (q + 1) * U_, cache->gates.data() + row * gates_ * H_ + q * H_ + j0_);
+      if (cache != nullptr)  // the activated gates
+        put_gate_units(static_cast<const Scalar*>(gate), gates_, H_, U_, cache->gates.data() + row * gates_ * H_ + j0_);
       std::copy(h_out, h_out + U_, y);
     }
     return true;
   }
 
   // The slice's part of c_n [N, H].
-  void copy_cell_state(Scalar* c_n) const {
-    for (index_t n = 0; n < N_; ++n) std::copy(c_.data() + n * U_, c_.data() + (n + 1) * U_, c_n + n * H_ + j0_);
-  }
+  void copy_cell_state(Scalar* c_n) const { put_units(c_.data(), N_, H_, j0_, U_, c_n); }
 
  private:
   // x W_ih^T + b_ih of the slice's columns for window w of steps, rows (t - t_lo) * N + n.
@@ -145,10 +171,10 @@ class BackwardSlice {
       : a_(a), da_(da), da_h_(da_h), H_(a.config->hidden_size), N_(a.lay.batch), G_(a.config->gates() * H_),
         j0_(j0), U_(j1 - j0), kind_(a.config->kind) {
     w_hh_.pack(MatView<Scalar>{a.w.w_hh + j0_, G_, U_, H_, 1});  // W_hh [G, H], the slice's columns
-    take_units(a.dh_n, dh_);
+    take_units(a.dh_n, N_, H_, j0_, U_, dh_);
     dh_next_.resize(N_ * U_);
     if (kind_ == CellKind::lstm) {
-      take_units(a.dc_n, dc_);
+      take_units(a.dc_n, N_, H_, j0_, U_, dc_);
       tanh_c_.resize(U_);
     }
     if (kind_ == CellKind::gru) {
@@ -178,8 +204,8 @@ class BackwardSlice {
       Scalar* d = da_ + row * G_ + j0_;  // gate q's units at q * H
       Scalar* d_h = gru ? da_h_ + row * G_ + j0_ : nullptr;
       if (!a_.active(t, n)) {  // the step did nothing: dA is zero
-        put_units(nullptr, d);
-        if (gru) put_units(nullptr, d_h);
+        put_gate_units(static_cast<const Scalar*>(nullptr), G_ / H_, H_, U_, d);
+        if (gru) put_gate_units(static_cast<const Scalar*>(nullptr), G_ / H_, H_, U_, d_h);
         continue;
       }
       const Scalar* gates = a_.cache->gates.data() + row * G_ + j0_;
@@ -187,17 +213,17 @@ class BackwardSlice {
       const Scalar* dh = dh_.data() + n * U_;
       const index_t unit = row * H_ + j0_;  // the slice's first unit in the cache's [rows, H] records
       if (kind_ == CellKind::lstm) {  // (L4)-(L2)
-        take_gates(gates);
+        take_gate_units(gates, G_ / H_, H_, U_, gate_.data());
         tanh_row(a_.cache->c.data() + unit, tanh_c_.data(), U_);
         lstm_row_backward(gate_.data(), tanh_c_.data(), a_.cache->c_prev.data() + unit, dh, dy, dc_.data() + n * U_,
                           d_.data(), U_);
-        put_units(d_.data(), d);
+        put_gate_units(d_.data(), G_ / H_, H_, U_, d);
       } else if (gru) {  // (G5)-(G2)
-        take_gates(gates);
+        take_gate_units(gates, G_ / H_, H_, U_, gate_.data());
         gru_row_backward(gate_.data(), a_.cache->h_prev.data() + unit, a_.cache->hn.data() + unit, dh, dy,
                          dh_direct_.data() + n * U_, d_.data(), d_h_.data(), U_);
-        put_units(d_.data(), d);
-        put_units(d_h_.data(), d_h);
+        put_gate_units(d_.data(), G_ / H_, H_, U_, d);
+        put_gate_units(d_h_.data(), G_ / H_, H_, U_, d_h);
       } else {
         rnn_row_backward(gates, dh, dy, d, U_, kind_ == CellKind::rnn_relu);  // (R2)
       }
@@ -207,33 +233,11 @@ class BackwardSlice {
 
   // The slice's units of dh0 and dc0.
   void copy_out() const {
-    for (index_t n = 0; n < N_; ++n) {
-      std::copy(dh_.data() + n * U_, dh_.data() + (n + 1) * U_, a_.dh0 + n * H_ + j0_);
-      if (kind_ == CellKind::lstm && a_.dc0 != nullptr)
-        std::copy(dc_.data() + n * U_, dc_.data() + (n + 1) * U_, a_.dc0 + n * H_ + j0_);
-    }
+    put_units(dh_.data(), N_, H_, j0_, U_, a_.dh0);
+    if (kind_ == CellKind::lstm && a_.dc0 != nullptr) put_units(dc_.data(), N_, H_, j0_, U_, a_.dc0);
   }
 
  private:
-  // One row's gates, the slice's units of each gate block, into gate_ ([gates * U]).
-  void take_gates(const Scalar* gates) {
-    for (index_t q = 0; q < G_ / H_; ++q) std::copy(gates + q * H_, gates + q * H_ + U_, gate_.data() + q * U_);
-  }
-  // [gates * U] (null: zeros) back into one row of a [rows, G] buffer, at `to` (the slice's first unit).
-  void put_units(const Scalar* from, Scalar* to) const {
-    for (index_t q = 0; q < G_ / H_; ++q) {
-      if (from == nullptr) std::fill(to + q * H_, to + q * H_ + U_, Scalar(0));
-      else std::copy(from + q * U_, from + (q + 1) * U_, to + q * H_);
-    }
-  }
-
-  // The slice's units of a [N, H] state (null: zeros) into out [N, U].
-  void take_units(const Scalar* state, std::vector<Scalar>& out) const {
-    out.assign(N_ * U_, Scalar(0));
-    if (state != nullptr)
-      for (index_t n = 0; n < N_; ++n) std::copy(state + n * H_ + j0_, state + n * H_ + j0_ + U_, out.data() + n * U_);
-  }
-
   const DirectionBackward<Scalar>& a_;
   Scalar *da_, *da_h_;  // [rows, G] shared by the team (da_h: GRU's recurrent side), each slice its units
   index_t H_, N_, G_, j0_, U_;

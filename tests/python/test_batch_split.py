@@ -137,7 +137,7 @@ def _train(make, x, state, lengths, dy, threads, patience):
 
 
 # (kind, I, H, N): batch 1 splits in training (inference has the step kernel for it).
-TRAIN_CASES = [(kind, I, H, N) for kind, I, H, N in CASES] + [
+TRAIN_CASES = CASES + [
     ("lstm", 20, 256, 1), ("gru", 7, 200, 1), ("rnn-tanh", 30, 400, 1)]
 
 
