@@ -187,6 +187,10 @@ class Runner:
         self.gc_infer = cls(cfg.I, cfg.H, **kwargs).eval()
         self.gc_train = cls(cfg.I, cfg.H, **kwargs).train()
         self.gc_train.load_state_dict(self.gc_infer.state_dict())
+        # Held as an optimizer holds them: a layer whose parameters another object can change in
+        # place packs its weights afresh at every call, as it must in a real training loop (with
+        # nothing holding them, it would keep the packs of the first step).
+        self.gc_train_params = self.gc_train.parameters()
         self.frameworks: Dict[str, Dict[str, Callable[[], object]]] = {"gatecell": {
             "infer": lambda: self.gc_infer(self.x),
             "train": self._gc_train_step}}

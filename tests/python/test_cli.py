@@ -172,6 +172,17 @@ def test_bench_runs_end_to_end(tmp_path, capsys):
     assert record["simd_path"] == gc.simd_path() and record["sgemm_gflops"]["1"] > 0
 
 
+def test_bench_training_step_packs_like_a_training_loop():
+    """The bench's training layer has its parameters held, as an optimizer holds them: every step
+    packs the weights afresh, as in a real training loop; inference keeps its packs."""
+    from gatecell import bench
+    runner = bench.Runner(bench.Config.parse("lstm-5-2-3-16-1"), None, None, None)
+    runner.frameworks["gatecell"]["train"]()
+    assert runner.gc_train._kept_packs() is None
+    runner.frameworks["gatecell"]["infer"]()
+    assert runner.gc_infer._kept_packs() is not None
+
+
 def test_time_gemm_computes_the_product_and_checks_its_arguments():
     """The bench's own-GEMM ceiling runs the kernels' GEMM: its C is a @ b; bad input raises."""
     from gatecell import _core
