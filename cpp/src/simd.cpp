@@ -55,43 +55,46 @@ GATECELL_USE_VECTOR_OPS(vec16);
 #undef GATECELL_ROW_TARGET
 }  // namespace rows16
 
-// Each *_avx2 entry point runs the sixteen-float kernel first where the CPU has AVX-512, then the
-// eight-float one from where it stopped (at most one more block of eight).
-#define GATECELL_ROWS(name, ...) \
-  rows8::name(use_avx512() ? rows16::name(0, __VA_ARGS__) : 0, __VA_ARGS__)
+// Each *_avx2 entry point runs the sixteen-float kernel where the CPU has AVX-512, else the
+// eight-float one; either finishes the row (its last block masked). Rows of fewer than eight
+// units, a whole register on neither width, are left to the scalar loops of cell_math.hpp, as on
+// the portable path: with std::exp a saturated gate is exactly 0 or 1 there, where the vector
+// sigmoid reads about 1e-7 (a one-unit cell keeps exact gates, as it always had).
+#define GATECELL_ROWS(name, n, ...) \
+  ((n) < 8 ? index_t(0) : use_avx512() ? rows16::name(0, __VA_ARGS__) : rows8::name(0, __VA_ARGS__))
 
 index_t rnn_row_forward_avx2(float* gate, const float* hp, float* h, index_t H, bool use_relu) {
-  return GATECELL_ROWS(rnn_row_forward, gate, hp, h, H, use_relu);
+  return GATECELL_ROWS(rnn_row_forward, H, gate, hp, h, H, use_relu);
 }
 
 index_t lstm_row_forward_avx2(float* gate, const float* hp, const float* b_hh, const float* b_ih, const float* c_prev,
                               float* c, float* m, index_t H) {
-  return GATECELL_ROWS(lstm_row_forward, gate, hp, b_hh, b_ih, c_prev, c, m, H);
+  return GATECELL_ROWS(lstm_row_forward, H, gate, hp, b_hh, b_ih, c_prev, c, m, H);
 }
 
 index_t lstm_row_backward_avx2(const float* gate, const float* tanh_c, const float* c_prev, const float* dm,
                                const float* dy, float* dc, float* da, index_t H) {
-  return GATECELL_ROWS(lstm_row_backward, gate, tanh_c, c_prev, dm, dy, dc, da, H);
+  return GATECELL_ROWS(lstm_row_backward, H, gate, tanh_c, c_prev, dm, dy, dc, da, H);
 }
 
 index_t gru_row_backward_avx2(const float* gate, const float* h_prev, const float* hn, const float* dh,
                               const float* dy, float* dh_direct, float* da, float* da_h, index_t H) {
-  return GATECELL_ROWS(gru_row_backward, gate, h_prev, hn, dh, dy, dh_direct, da, da_h, H);
+  return GATECELL_ROWS(gru_row_backward, H, gate, h_prev, hn, dh, dy, dh_direct, da, da_h, H);
 }
 
 index_t gru_row_forward_lbr_avx2(float* gate, const float* hp, float* h, float* hn, index_t H) {
-  return GATECELL_ROWS(gru_row_forward_lbr, gate, hp, h, hn, H);
+  return GATECELL_ROWS(gru_row_forward_lbr, H, gate, hp, h, hn, H);
 }
 
 index_t gru_row_reset_avx2(float* gate, const float* hp, const float* h_prev, float* rh, index_t H) {
-  return GATECELL_ROWS(gru_row_reset, gate, hp, h_prev, rh, H);
+  return GATECELL_ROWS(gru_row_reset, H, gate, hp, h_prev, rh, H);
 }
 
 index_t gru_row_forward_original_avx2(float* gate, const float* hp, float* h, index_t H) {
-  return GATECELL_ROWS(gru_row_forward_original, gate, hp, h, H);
+  return GATECELL_ROWS(gru_row_forward_original, H, gate, hp, h, H);
 }
 
-index_t tanh_avx2(const float* x, float* y, index_t n) { return GATECELL_ROWS(tanh_row, x, y, n); }
+index_t tanh_avx2(const float* x, float* y, index_t n) { return GATECELL_ROWS(tanh_row, n, x, y, n); }
 
 #undef GATECELL_ROWS
 

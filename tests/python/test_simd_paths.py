@@ -102,3 +102,42 @@ def test_simd_path_reports_the_choice(tmp_path):
         capped = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                                 env=dict(os.environ, GATECELL_NO_AVX512="1")).stdout.strip()
         assert capped == "avx2"
+
+
+@pytest.mark.parametrize("kind,extra", KINDS[:1] + KINDS[2:])
+@pytest.mark.parametrize("H", [9, 19, 58])
+def test_a_unit_computes_alike_in_every_lane(kind, extra, H):
+    """Every unit of a float32 row of 8 or more units runs the vector gate math, the row's last
+    partial register included (masked lanes), so a unit's results do not depend on where it sits.
+    With W_hh = 0 each unit is a pointwise function of its own input projection, so reversing the
+    units (those of the partial register move into whole ones and back) must reverse the outputs,
+    the final states and the weight gradients bit for bit. (A scalar tail, std::exp, differed.)"""
+    rng = np.random.default_rng(H)
+    G = {"LSTM": 4, "GRU": 3, "RNN": 1}[kind]
+    perm = np.arange(H)[::-1]
+    rows = (np.arange(G)[:, None] * H + perm[None, :]).ravel()  # each gate block's units reversed
+    I, T, N = 5, 4, 3
+    m = getattr(gc, kind)(I, H, seed=1, **extra).train()
+    p = m.parameters()
+    p["weight_hh_l0"][...] = 0
+    for name in ("bias_ih_l0", "bias_hh_l0"):
+        p[name][...] = rng.uniform(-2, 2, p[name].shape)
+    twin = getattr(gc, kind)(I, H, seed=1, **extra).train()
+    state = {k: v[rows] for k, v in m.state_dict().items()}
+    twin.load_state_dict(state)
+    x = 3 * rng.standard_normal((T, N, I), dtype=np.float32)  # past the sigmoid's linear range
+    dy = rng.standard_normal((T, N, H), dtype=np.float32)
+    y, st = m(x)
+    y2, st2 = twin(x)
+    np.testing.assert_array_equal(y2, y[..., perm])
+    for a, b in zip(st if isinstance(st, tuple) else (st,), st2 if isinstance(st2, tuple) else (st2,)):
+        np.testing.assert_array_equal(b, a[..., perm])
+    m.zero_grad()
+    twin.zero_grad()
+    m.backward(dy)
+    twin.backward(dy[..., perm])
+    g, g2 = m.grads, twin.grads
+    np.testing.assert_array_equal(g2["weight_ih_l0"], g["weight_ih_l0"][rows])
+    np.testing.assert_array_equal(g2["weight_hh_l0"], g["weight_hh_l0"][rows][:, perm])
+    for name in ("bias_ih_l0", "bias_hh_l0"):
+        np.testing.assert_array_equal(g2[name], g[name][rows])

@@ -3,7 +3,7 @@
 // The pointwise part of one time step for one batch row, shared by the sequence kernels and
 // the streaming step. Equation numbers refer to the headers of rnn.cpp, lstm.cpp and gru.cpp.
 // Each runs over H contiguous elements; for float on a CPU with AVX2 + FMA the vector kernels of
-// simd.cpp do the first multiple of 8 and the scalar loop here the rest (or all, elsewhere).
+// simd.cpp do the whole row (the last block through masked lanes), elsewhere the scalar loop here.
 
 #include <cmath>
 #include <type_traits>

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 // Run-time choice of the AVX2 + FMA (and AVX-512) path and the float row kernels that use it
-// (simd.cpp). Each `*_avx2` function handles the first floor(H / 8) * 8 elements of a row (in
-// blocks of 16 first where use_avx512()) and returns how many it did; the scalar loops in
-// cell_math.hpp finish the row. Elsewhere they do nothing.
+// (simd.cpp). Each `*_avx2` function handles the whole row (in blocks of 16 where use_avx512(),
+// else 8, the last one through masked lanes) and returns H; elsewhere they do nothing and return
+// 0, and the scalar loops in cell_math.hpp do the row.
 
 #include "gatecell/shapes.hpp"
 
@@ -32,7 +32,7 @@ index_t lstm_row_backward_avx2(const float* gate, const float* tanh_c, const flo
 index_t gru_row_backward_avx2(const float* gate, const float* h_prev, const float* hn, const float* dh, const float* dy,
                               float* dh_direct, float* da, float* da_h, index_t H);
 // sum[j] = sum over r in [0, rows) of a[r * ld + j], summed in row order from zero (as a scalar loop
-// would), for j below cols rounded down to 8.
+// would), for j below cols rounded down to 8 (returned; the caller sums the rest).
 index_t column_sums_avx2(const float* a, index_t rows, index_t cols, index_t ld, float* sum);
 // y = tanh(x) over n elements.
 index_t tanh_avx2(const float* x, float* y, index_t n);

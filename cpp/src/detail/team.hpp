@@ -76,8 +76,7 @@ constexpr index_t kSplitUnits = 16;
 
 // Where thread id's slice of H units starts when nt threads split a step (id = nt: H). Slices
 // start at multiples of `align` (a multiple of 8), so that each unit falls in the same lane of an
-// AVX register of the gate math as in the unsplit step (the vector kernels and their scalar tail
-// agree only lane by lane).
+// AVX register of the gate math as in the unsplit step, and slices keep whole registers.
 inline index_t slice_start(index_t H, index_t id, index_t nt, index_t align = 8) {
   return id == nt ? H : H * id / nt / align * align;
 }
