@@ -105,7 +105,7 @@ def test_simd_path_reports_the_choice(tmp_path):
 
 
 @pytest.mark.parametrize("kind,extra", KINDS[:1] + KINDS[2:])
-@pytest.mark.parametrize("H", [9, 19, 58])
+@pytest.mark.parametrize("H", [8, 9, 19, 33, 58, 100])
 def test_a_unit_computes_alike_in_every_lane(kind, extra, H):
     """Every unit of a float32 row of 8 or more units runs the vector gate math, the row's last
     partial register included (masked lanes), so a unit's results do not depend on where it sits.
