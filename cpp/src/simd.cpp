@@ -61,7 +61,7 @@ GATECELL_USE_VECTOR_OPS(vec16);
 // the portable path: with std::exp a saturated gate is exactly 0 or 1 there, where the vector
 // sigmoid reads about 1e-7 (a one-unit cell keeps exact gates, as it always had).
 #define GATECELL_ROWS(name, n, ...) \
-  ((n) < 8 ? index_t(0) : use_avx512() ? rows16::name(0, __VA_ARGS__) : rows8::name(0, __VA_ARGS__))
+  ((n) < 8 ? index_t(0) : use_avx512() ? rows16::name(__VA_ARGS__) : rows8::name(__VA_ARGS__))
 
 index_t rnn_row_forward_avx2(float* gate, const float* hp, float* h, index_t H, bool use_relu) {
   return GATECELL_ROWS(rnn_row_forward, H, gate, hp, h, H, use_relu);
